@@ -1,0 +1,65 @@
+"""Helpers shared by several stages: params loading, atomic writes, hashing, logging setup."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is missing or invalid."""
+
+
+def load_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]:
+    """Return one top-level section of params.yaml, failing with a clear message if absent."""
+    with open(params_file, encoding="utf-8") as handle:
+        params = yaml.safe_load(handle) or {}
+    if section not in params:
+        raise ParamsError(f"{params_file}: section '{section}' is missing")
+    return params[section]
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside final_path; rename it into place only if the block succeeds."""
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name}.", suffix=".partial", dir=final_path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp_name)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final_path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(final_path: Path, payload: bytes) -> None:
+    """Write payload to final_path so that readers see either the old file or the whole new one."""
+    with atomic_path(final_path) as tmp_path:
+        tmp_path.write_bytes(payload)
+
+
+def sha256_bytes(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def setup_logging() -> None:
+    """Log milestones as 'stage: message' lines; called from main() only, never at import."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
