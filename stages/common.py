@@ -63,3 +63,5 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
 def setup_logging() -> None:
     """Log milestones as 'stage: message' lines; called from main() only, never at import."""
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    for chatty in ("tornado", "absl"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from stages.backbone import FEATURE_DIM, BackboneSpec
 from stages.idx import encode_idx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +72,7 @@ def tiny_raw_dir(tiny_idx_dir: Path, tmp_path: Path) -> Path:
 
 
 def copy_pipeline(dest: Path) -> Path:
-    """Copy the pipeline's tracked files into dest and make it a git + DVC repo."""
+    """Copy the pipeline's tracked files into dest and commit them to a new git repo (DVC + dvclive need one)."""
     for name in PIPELINE_FILES:
         source = REPO_ROOT / name
         target = dest / name
@@ -79,7 +81,10 @@ def copy_pipeline(dest: Path) -> Path:
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, target)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    git = ["git", "-c", "user.name=pipeline-tests", "-c", "user.email=tests@localhost"]
+    subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "pipeline under test"], cwd=dest, check=True)
     return dest
 
 
@@ -96,6 +101,21 @@ def update_params(repo: Path, updates: dict[str, object]) -> None:
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, extra: dict | None = None) -> None:
+    """Params for a quick offline run: local mirror, a few images per digit, the random stand-in at 75 px."""
+    update_params(
+        repo,
+        {
+            "data.mirrors": [str(mnist_dir)],
+            "data.limit_per_class": limit_per_class,
+            "backbone.source": "keras",
+            "backbone.weights": "random",
+            "backbone.image_size": 75,
+            **(extra or {}),
+        },
+    )
+
+
 def run_dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the real dvc CLI of this environment in repo; fail the test with its output on error."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -110,3 +130,32 @@ def run_dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def pipeline_repo(tmp_path: Path) -> Path:
     return copy_pipeline(tmp_path / "repo")
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class FakeEmbedder:
+    """Stands in for the backbone in Dask tasks: feature i of an image = its mean pixel / 255 + i."""
+
+    spec: BackboneSpec = BackboneSpec("keras", "", "random", 75, seed=424242)
+    fail_on_call_with: str | None = None  # raise when a chunk contains the image with these bytes' sha256
+
+    def __call__(self, encoded: list[bytes]) -> np.ndarray:
+        import hashlib
+        import io
+
+        from PIL import Image
+
+        if self.fail_on_call_with and any(hashlib.sha256(b).hexdigest() == self.fail_on_call_with for b in encoded):
+            raise RuntimeError("simulated crash in the backbone")
+        means = np.array([np.asarray(Image.open(io.BytesIO(blob))).mean() / 255 for blob in encoded], np.float32)
+        return means[:, None] + np.arange(FEATURE_DIM, dtype=np.float32)[None, :]

@@ -103,12 +103,9 @@ def test_transient_error_is_retried(server_url: str, tmp_path: Path):
     assert (tmp_path / EXPECTED.name).read_bytes() == PAYLOAD
 
 
-def test_refused_connection_retries_a_bounded_number_of_times(tmp_path: Path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-    closed_port = server.server_address[1]
-    server.server_close()  # nothing listens there any more
+def test_refused_connection_retries_a_bounded_number_of_times(tmp_path: Path, unused_tcp_port: int):
     with pytest.raises(DownloadError, match="connection failed") as raised:
-        download_file(EXPECTED, [f"http://127.0.0.1:{closed_port}/"], tmp_path, FAST_RETRY)
+        download_file(EXPECTED, [f"http://127.0.0.1:{unused_tcp_port}/"], tmp_path, FAST_RETRY)
     assert "local folder" in str(raised.value)  # the offline way out
 
 

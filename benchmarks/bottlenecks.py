@@ -1,0 +1,94 @@
+"""Benchmark: the bottleneck stage's pipeline on real JPGs vs the raw forward pass, in one run.
+
+raw       — the backbone alone on in-memory float tensors already at the input size (the bound);
+pipeline  — the stage's path: read JPGs, Dask tasks, tf.data decode/resize, forward pass,
+            feature-store writes; on a warm worker (backbone loaded, one chunk run), empty store;
+cold      — the same including LocalCluster start and backbone load in the worker.
+
+    python -m benchmarks.bottlenecks --image-size 75 --n-images 3000
+    python -m benchmarks.bottlenecks --image-size 299 --n-images 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stages.backbone import BackboneSpec, load_backbone
+from stages.embedding import (
+    BackboneEmbedder,
+    EmbedRun,
+    ExecutorSpec,
+    dask_client,
+    ensure_features,
+    list_images,
+    tf_threads_per_worker,
+)
+from stages.feature_store import FeatureStore
+
+
+def raw_images_per_s(spec: BackboneSpec, n_images: int, batch_size: int) -> float:
+    """Forward passes alone on a preprocessed in-memory batch, after one warm-up call."""
+    import tensorflow as tf
+
+    backbone = load_backbone(spec)
+    pixels = tf.random.uniform((batch_size, spec.image_size_px, spec.image_size_px, 3), -1.0, 1.0, seed=0)
+    for _ in range(3):  # trace, build kernels for the batch shape, warm caches
+        backbone.forward(pixels).numpy()
+    n_batches = max(1, n_images // batch_size)
+    started = time.perf_counter()
+    for _ in range(n_batches):
+        backbone.forward(pixels).numpy()
+    return n_batches * batch_size / (time.perf_counter() - started)
+
+
+def pipeline_images_per_s(records: list, data_root: Path, embedder: BackboneEmbedder, executor: ExecutorSpec) -> tuple[float, float]:
+    """(warm, cold) images/s of the stage's path into an empty store."""
+    from stages.embedding import fill_store
+
+    with tempfile.TemporaryDirectory() as scratch:
+        with FeatureStore(Path(scratch) / "warm.sqlite") as store, dask_client(executor) as client:
+            warm_up = [(data_root / r.rel_path).read_bytes() for r in records[: executor.chunk_images]]
+            client.submit(embedder, warm_up, pure=False).result()  # load the backbone, build kernels for the batch shape
+            run = EmbedRun(embedder, client, executor.chunk_images, max_in_flight=2 * executor.workers)
+            missing = {r.sha256: r.rel_path for r in records}
+            started = time.perf_counter()
+            fill_store(missing, data_root, store, embedder.spec.identity(), run)
+            warm = len(missing) / (time.perf_counter() - started)
+        with FeatureStore(Path(scratch) / "cold.sqlite") as store:
+            started = time.perf_counter()
+            computed = ensure_features(records, data_root, store, embedder, executor)
+            cold = computed / (time.perf_counter() - started)
+    return warm, cold
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=Path("data/jpg/training"), help="a split folder of JPGs")
+    parser.add_argument("--image-size", type=int, default=75)
+    parser.add_argument("--n-images", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--chunk-images", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    spec = BackboneSpec("keras", "", "random", args.image_size)
+    records = list_images(args.images, args.images.parent)[: args.n_images]
+    executor = ExecutorSpec("local", args.workers, args.chunk_images)
+    embedder = BackboneEmbedder(spec, args.batch_size, tf_threads_per_worker(args.workers))
+    warm, cold = pipeline_images_per_s(records, args.images.parent, embedder, executor)
+    raw = raw_images_per_s(spec, len(records), args.batch_size)
+    print(f"backbone: keras InceptionV3 (random) at {args.image_size} px, {len(records)} JPGs, {os.cpu_count()} cores")
+    print(f"raw forward pass      : {raw:8.1f} images/s")
+    print(f"stage pipeline (warm) : {warm:8.1f} images/s   ratio {warm / raw:.3f}")
+    print(f"stage pipeline (cold) : {cold:8.1f} images/s   ratio {cold / raw:.3f}   (cluster start + model load included)")
+
+
+if __name__ == "__main__":
+    main()
