@@ -69,7 +69,7 @@ class BackboneSpec:
     def identity(self) -> str:
         """A string that changes whenever the features would: the feature store's key."""
         if self.source == "keras":
-            weights = f"random-seed{self.seed}" if self.weights == "random" else self.weights
+            weights = f"random-glorot-seed{self.seed}" if self.weights == "random" else self.weights
             model = f"keras:inception_v3:{weights}"
         else:
             model = f"tfhub:{self.handle}{local_model_digest(self.handle)}"
@@ -124,10 +124,8 @@ def load_keras(weights: str, image_size_px: int, seed: int) -> Callable:
     """Keras InceptionV3 without its top, average-pooled; `random` weights are seeded and deterministic."""
     import keras
 
-    if weights == "random":
-        keras.utils.set_random_seed(seed)
     try:
-        return keras.applications.InceptionV3(
+        model = keras.applications.InceptionV3(
             include_top=False,
             weights=None if weights == "random" else "imagenet",
             input_shape=(image_size_px, image_size_px, 3),
@@ -137,6 +135,24 @@ def load_keras(weights: str, image_size_px: int, seed: int) -> Callable:
         raise BackboneLoadError(
             f"cannot load Keras InceptionV3 weights={weights!r}: {error}\n{OFFLINE_HELP.format(cache='-')}"
         ) from error
+    if weights == "random":
+        seed_kernels(model, seed)
+    return model
+
+
+def seed_kernels(model: Any, seed: int) -> None:
+    """Glorot-uniform kernels (Keras' default) drawn from our own RNG: the same weights in every process,
+    whatever Keras' global random state went through before (keras.utils.set_random_seed does not reset
+    an already-used global generator, so a second model built in one process came out different)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        if len(shape) < 2:  # batch-norm offsets and statistics: constants already
+            continue
+        receptive_field = int(np.prod(shape[:-2]))
+        fan_in, fan_out = shape[-2] * receptive_field, shape[-1] * receptive_field
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        variable.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
 
 
 def prepare_encoded(encoded: Any, spec: BackboneSpec) -> Any:

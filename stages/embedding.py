@@ -1,8 +1,10 @@
-"""Fill the feature store for a set of images, in parallel on Dask: shared by the bottleneck and label stages.
+"""Fill the feature store for a set of images: shared by the bottleneck and label stages.
 
-The client reads and hashes the JPGs, asks the store which hashes it lacks, sends those images' bytes
-in chunks to Dask workers (each loads the backbone once) and writes every returned chunk to the store
-in one transaction. Nothing is computed twice; a killed run resumes from the last stored chunk.
+ensure_features (bottlenecks): the client reads and hashes the JPGs, asks the store which hashes it
+lacks, sends those images' bytes in chunks to Dask workers (each loads the backbone once) and writes
+every returned chunk to the store in one transaction. embed_missing (label): the same, inside one
+worker that reads and writes the store itself. Nothing is computed twice; a killed run resumes from
+the last stored chunk.
 """
 
 from __future__ import annotations
@@ -53,7 +55,35 @@ class BackboneEmbedder:
     tf_threads: int  # intra-op threads per worker, so that workers × threads ≤ cores
 
     def __call__(self, encoded: list[bytes]) -> np.ndarray:
-        return worker_backbone(self.spec, self.tf_threads).embed_encoded(encoded, self.batch_size)
+        backbone = worker_backbone(self.spec, self.tf_threads)
+        try:
+            return backbone.embed_encoded(encoded, self.batch_size)
+        except Exception as error:  # find the image at fault, so that the error can name its file
+            culprit = first_undecodable(encoded)
+            if culprit is None:
+                raise
+            raise UndecodableImage(*culprit) from error
+
+
+class UndecodableImage(ValueError):
+    """Image number `index` of a chunk cannot be decoded."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(index, reason)
+        self.index = index
+        self.reason = reason
+
+
+def first_undecodable(encoded: Sequence[bytes]) -> tuple[int, str] | None:
+    """(position, reason) of the first image that does not decode as JPEG/PNG/GIF/BMP, else None."""
+    import tensorflow as tf
+
+    for index, blob in enumerate(encoded):
+        try:
+            tf.io.decode_image(blob, channels=1, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, ValueError) as error:
+            return index, getattr(error, "message", str(error)).splitlines()[0]
+    return None
 
 
 class Embedder(Protocol):
@@ -159,6 +189,8 @@ def fill_store(
             hashes = hashes_of.pop(future.key)
             try:
                 vectors = future.result()
+            except UndecodableImage as bad:
+                raise ValueError(f"{data_root / missing_paths[hashes[bad.index]]}: cannot be decoded ({bad.reason})") from bad
             except Exception as error:
                 first = missing_paths[hashes[0]]
                 raise RuntimeError(f"embedding the chunk that starts with {first} failed: {error}") from error
@@ -189,4 +221,20 @@ def ensure_features(
         fill_store({image_hash: first_path[image_hash] for image_hash in missing}, data_root, store, backbone_id, run)
     elapsed_s = time.perf_counter() - started
     log.info("computed %d features in %.1fs (%.1f images/s)", len(missing), elapsed_s, len(missing) / elapsed_s)
+    return len(missing)
+
+
+def embed_missing(
+    records: Sequence[ImageRecord], data_root: Path, store: FeatureStore, embedder: Embedder, chunk_images: int
+) -> int:
+    """In this process: embed the records the store lacks, one transaction per chunk; return how many."""
+    backbone_id = embedder.spec.identity()
+    paths = {record.sha256: record.rel_path for record in records}
+    missing = store.missing(backbone_id, paths)
+    for hashes in chunked(missing, chunk_images):
+        try:
+            vectors = embedder([(data_root / paths[image_hash]).read_bytes() for image_hash in hashes])
+        except UndecodableImage as bad:
+            raise ValueError(f"{data_root / paths[hashes[bad.index]]}: cannot be decoded ({bad.reason})") from bad
+        store.put(backbone_id, hashes, vectors)
     return len(missing)

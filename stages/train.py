@@ -39,7 +39,7 @@ class HeadParams:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HeadParams:
         known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known - {"validation_percentage"}
+        unknown = set(params) - known - {"validation_percentage", "shuffle_labels"}
         if unknown:
             raise ValueError(f"params.yaml train: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         return cls(**{key: value for key, value in params.items() if key in known})
@@ -125,12 +125,16 @@ def main() -> None:
     if str(bottlenecks["backbone"]) != spec.identity():
         raise ValueError(f"{args.bottlenecks} was computed with {bottlenecks['backbone']}, params say {spec.identity()}")
     is_validation = validation_mask(bottlenecks["paths"], float(train_params["validation_percentage"]))
+    labels = bottlenecks["labels"]
+    if train_params.get("shuffle_labels"):  # the control experiment: a head must not learn permuted labels
+        labels = np.random.default_rng(params.seed).permutation(labels)
+        log.warning("train.shuffle_labels is on: training on randomly permuted labels")
 
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
     with Live(str(args.reports), dvcyaml=None, save_dvc_exp=False) as live:
-        head, summary = train_head(bottlenecks["features"], bottlenecks["labels"], is_validation, params, [DVCLiveCallback(live=live)])
+        head, summary = train_head(bottlenecks["features"], labels, is_validation, params, [DVCLiveCallback(live=live)])
         live.summary["best"] = summary  # the restored epoch's figures, beside dvclive's last-epoch ones
     log.info(
         "head trained on %d images, validated on %d: val_accuracy %.4f (best epoch %d of %d)",

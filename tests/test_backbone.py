@@ -122,6 +122,16 @@ np.save(sys.argv[1], features)
 """
 
 
+def test_random_stand_in_is_identical_whatever_ran_before_in_the_process():
+    import keras
+
+    images = np.full((1, 28, 28, 1), 128, np.uint8)
+    first = load_backbone(KERAS_75).embed(images)
+    keras.utils.set_random_seed(99)
+    keras.layers.Dense(3).build((None, 2))  # consumes Keras' global random state
+    np.testing.assert_array_equal(load_backbone(KERAS_75).embed(images), first)
+
+
 def test_random_stand_in_is_identical_in_two_processes(tmp_path: Path):
     outputs = []
     for run in range(2):
