@@ -51,7 +51,7 @@ def confusion_table(matrix: np.ndarray) -> str:
     """Counts with a heat colour per cell: row-normalised, so every digit's errors show whatever its size."""
     row_totals = np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     shares = matrix / row_totals
-    header = "<tr><th>actual ＼ predicted</th>" + "".join(f"<th>{d}</th>" for d in range(matrix.shape[1])) + "</tr>"
+    header = "<tr><th>actual ↓ predicted →</th>" + "".join(f"<th>{d}</th>" for d in range(matrix.shape[1])) + "</tr>"
     rows = []
     for actual in range(matrix.shape[0]):
         cells = []
@@ -95,7 +95,8 @@ def render_report(metrics: dict, per_digit: pd.DataFrame, matrix: np.ndarray, wr
 <h1>MNIST digit classifier: test-set report</h1>
 <p class="muted">Official test set, never used for training or model selection.</p>
 <div class="headline">{metrics['accuracy']:.2%}</div>
-<p>{metrics['n_images']:,} images, {metrics['n_errors']:,} errors, mean confidence {metrics['mean_confidence']:.2%}.</p>
+<p>{metrics['n_images']:,} images, {metrics['n_errors']:,} errors, mean confidence {metrics['mean_confidence']:.2%}.
+<a href="nightly/trend.svg">Accuracy per nightly run</a> <span class="muted">(drawn by scripts/nightly.py)</span></p>
 <h2>Per digit</h2>
 <div style="display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start">{per_digit_html(per_digit)}{accuracy_chart_svg(per_digit)}</div>
 <h2>Confusion matrix</h2>

@@ -1,0 +1,91 @@
+"""Nightly runner: history, locking, regression exit code; and experiments that reuse the feature store."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts.nightly import EXIT_LOCKED, EXIT_OK, EXIT_REGRESSION, regressions, trend_svg
+from tests.conftest import REPO_ROOT, configure_stand_in_run, copy_pipeline, run_dvc, update_params
+
+
+def nightly(repo: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "nightly.py"), "--repo", str(repo), *args],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=900)
+    return process.returncode, output
+
+
+def history(repo: Path) -> list[dict]:
+    path = repo / "reports" / "nightly" / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_regressions_known_answer():
+    before = {"accuracy": 0.95, "per_digit": {"1": 0.99, "7": 0.96, "8": 0.90}}
+    after = {"accuracy": 0.93, "per_digit": {"1": 0.99, "7": 0.90, "8": 0.91}}
+    lines = regressions(before, after, threshold=0.005)
+    assert lines[0].startswith("accuracy   0.9500 -> 0.9300")
+    assert [line.split()[1] for line in lines[1:]] == ["7"]  # only the digit that dropped
+    assert regressions(before, after, threshold=0.05) == []
+
+
+def test_trend_svg_has_one_point_per_successful_run():
+    runs = [{"timestamp": f"2026-11-0{d}T02:30:00+00:00", "outcome": "success", "accuracy": 0.9 + d / 100} for d in range(1, 4)]
+    runs.append({"timestamp": "2026-11-04T02:30:00+00:00", "outcome": "failed"})
+    assert trend_svg(runs).count("<circle") == 3
+
+
+def test_nightly_runs_lock_and_regression(tmp_path: Path, mnist_dir: Path, monkeypatch):
+    monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
+    repo = copy_pipeline(tmp_path / "repo")
+    configure_stand_in_run(repo, mnist_dir, limit_per_class=20, extra={"label.shards": 2, "label.parity_sample": 20})
+
+    code, output = finish(nightly(repo))
+    assert code == EXIT_OK, output
+    code, output = finish(nightly(repo))  # nothing changed: DVC runs no stage
+    assert code == EXIT_OK and "Running stage" not in output and "didn't change, skipping" in output
+    rows = history(repo)
+    assert [r["outcome"] for r in rows] == ["success", "success"] and rows[0]["accuracy"] == rows[1]["accuracy"]
+    assert set(rows[0]["stage_seconds"]) >= {"bottlenecks", "train", "label", "report"}
+    assert (repo / "reports" / "nightly" / "trend.svg").read_text().count("<circle") == 2
+    assert list((repo / "logs" / "nightly").glob("*.log"))
+
+    # a run in progress holds the lock: others exit with 75 at once, or after --wait seconds
+    with open(repo / ".dvc" / "tmp" / "nightly.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code, output = finish(nightly(repo, "--wait", "1"))
+        assert code == EXIT_LOCKED and "another nightly run holds" in output
+    both = [nightly(repo), nightly(repo)]  # started at once: one works, the other backs off
+    assert sorted(finish(p)[0] for p in both) == [EXIT_OK, EXIT_LOCKED]
+    assert len(history(repo)) == 3
+
+    update_params(repo, {"train.shuffle_labels": True})  # a params change that ruins accuracy
+    code, output = finish(nightly(repo))
+    assert code == EXIT_REGRESSION, output
+    assert "accuracy dropped by more than" in output and "digit 0" in output
+    assert history(repo)[-1]["outcome"] == "success" and history(repo)[-1]["accuracy"] < 0.5
+
+
+def test_exp_run_on_a_head_param_recomputes_no_bottleneck(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
+    configure_stand_in_run(pipeline_repo, mnist_dir, limit_per_class=10, extra={"label.shards": 2, "label.parity_sample": 10})
+    run_dvc(pipeline_repo, "repro")
+    result = run_dvc(pipeline_repo, "exp", "run", "-S", "train.learning_rate=0.003")
+    log = result.stdout + result.stderr
+    assert "Stage 'bottlenecks' didn't change, skipping" in log
+    assert "Running stage 'train'" in log and "0 backbone passes, the rest from the store" in log
+    shown = json.loads(run_dvc(pipeline_repo, "exp", "show", "--json").stdout)
+    assert "0.003" in json.dumps(shown) and "accuracy" in json.dumps(shown)
