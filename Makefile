@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: repro test install
+.PHONY: repro repro-offline test install
 
 install: $(VENV)/.installed
 
@@ -16,6 +16,13 @@ $(VENV)/.installed: pyproject.toml
 
 repro: install
 	dvc repro
+
+# No network: the local MNIST copy as the mirror and the seeded random stand-in backbone at 75 px,
+# as a DVC experiment (`dvc exp show` lists it; its params stay in the workspace until `git checkout params.yaml`).
+MNIST ?= ../shared/mnist
+repro-offline: install
+	dvc exp run -S 'data.mirrors=["$(abspath $(MNIST))"]' -S backbone.source=keras \
+		-S backbone.weights=random -S backbone.image_size=75
 
 test: install
 	python -m pytest

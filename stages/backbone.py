@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from stages.common import StageError
+
 FEATURE_DIM = 2048  # Inception v3's pooled feature vector
 MIN_IMAGE_SIZE_PX = 75  # the smallest input InceptionV3 accepts
 PREPROCESS_VERSION = 1  # bump when preprocess() changes: stored features of older versions are not reused
@@ -27,7 +29,7 @@ OFFLINE_HELP = (
 )
 
 
-class BackboneLoadError(RuntimeError):
+class BackboneLoadError(StageError, RuntimeError):
     """The backbone named by the backbone.* params cannot be loaded."""
 
 

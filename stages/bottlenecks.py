@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from stages.backbone import BackboneSpec
-from stages.common import atomic_path, load_params, setup_logging
+from stages.common import atomic_path, load_params, run_stage, setup_logging
 from stages.embedding import BackboneEmbedder, ExecutorSpec, ImageRecord, ensure_features, list_images, tf_threads_per_worker
 from stages.feature_store import FeatureStore, default_store_path
 
@@ -74,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

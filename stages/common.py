@@ -6,17 +6,26 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
 PARAMS_FILE = Path("params.yaml")
 
 
-class ParamsError(ValueError):
+class StageError(Exception):
+    """An error the user can act on: its message names the file or parameter and says what to do."""
+
+
+class ParamsError(StageError, ValueError):
     """A params.yaml value is missing or invalid."""
+
+
+class DataError(StageError, ValueError):
+    """An input file is missing, malformed or inconsistent."""
 
 
 def load_params(section: str, params_file: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -58,6 +67,15 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(): a StageError (or missing input) ends it with its message, without a traceback."""
+    try:
+        main()
+    except (StageError, FileNotFoundError) as error:
+        logging.getLogger(main.__module__.rsplit(".", 1)[-1]).error("%s", error)
+        sys.exit(1)
 
 
 def setup_logging() -> None:

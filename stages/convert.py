@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from stages.common import atomic_path, load_params, setup_logging, sha256_bytes
+from stages.common import ParamsError, StageError, atomic_path, load_params, run_stage, setup_logging, sha256_bytes
 from stages.idx import IMAGE_SIDE_PX, SPLITS, read_images, read_labels
 
 log = logging.getLogger("convert")
@@ -34,7 +34,7 @@ CHUNK_IMAGES = 2000
 Encoder = Callable[[np.ndarray, int], bytes]
 
 
-class ConvertError(RuntimeError):
+class ConvertError(StageError, RuntimeError):
     """A JPG could not be written correctly even after one rewrite."""
 
 
@@ -64,7 +64,7 @@ def select_indices(labels: np.ndarray, limit_per_class: int | None) -> np.ndarra
     if limit_per_class is None:
         return np.arange(labels.size)
     if limit_per_class < 1:
-        raise ValueError(f"data.limit_per_class must be null or ≥ 1, got {limit_per_class}")
+        raise ParamsError(f"data.limit_per_class must be null or ≥ 1, got {limit_per_class}")
     keep = np.zeros(labels.size, dtype=bool)
     for digit in np.unique(labels):
         keep[np.flatnonzero(labels == digit)[:limit_per_class]] = True
@@ -190,4 +190,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

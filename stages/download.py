@@ -21,7 +21,7 @@ from typing import BinaryIO, Callable
 
 from tqdm import tqdm
 
-from stages.common import ParamsError, atomic_path, load_params, setup_logging
+from stages.common import ParamsError, StageError, atomic_path, load_params, run_stage, setup_logging
 
 log = logging.getLogger("download")
 
@@ -55,7 +55,7 @@ class MirrorFailure(Exception):
         self.transient = transient
 
 
-class DownloadError(RuntimeError):
+class DownloadError(StageError, RuntimeError):
     """Every mirror failed for a file."""
 
 
@@ -206,4 +206,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stages.backbone import Backbone, BackboneSpec, load_backbone
-from stages.common import sha256_bytes
+from stages.common import DataError, sha256_bytes
 from stages.feature_store import FeatureStore
 
 log = logging.getLogger("embedding")
@@ -73,6 +73,9 @@ class UndecodableImage(ValueError):
         self.index = index
         self.reason = reason
 
+    def naming(self, path: Path) -> DataError:
+        return DataError(f"{path}: cannot be decoded ({self.reason})")
+
 
 def first_undecodable(encoded: Sequence[bytes]) -> tuple[int, str] | None:
     """(position, reason) of the first image that does not decode as JPEG/PNG/GIF/BMP, else None."""
@@ -112,7 +115,7 @@ def list_images(split_dir: Path, data_root: Path) -> list[ImageRecord]:
         if not path.is_file():
             continue
         if not path.parent.name.isdigit():
-            raise ValueError(f"{path}: the folder name must be the digit (0-9) it holds")
+            raise DataError(f"{path}: the folder name must be the digit (0-9) it holds")
         records.append(ImageRecord(path.relative_to(data_root).as_posix(), int(path.parent.name), sha256_bytes(path.read_bytes())))
     if not records:
         raise FileNotFoundError(f"{split_dir} holds no images (<digit>/<file>); run the convert stage first")
@@ -190,7 +193,7 @@ def fill_store(
             try:
                 vectors = future.result()
             except UndecodableImage as bad:
-                raise ValueError(f"{data_root / missing_paths[hashes[bad.index]]}: cannot be decoded ({bad.reason})") from bad
+                raise bad.naming(data_root / missing_paths[hashes[bad.index]]) from bad
             except Exception as error:
                 first = missing_paths[hashes[0]]
                 raise RuntimeError(f"embedding the chunk that starts with {first} failed: {error}") from error
@@ -235,6 +238,6 @@ def embed_missing(
         try:
             vectors = embedder([(data_root / paths[image_hash]).read_bytes() for image_hash in hashes])
         except UndecodableImage as bad:
-            raise ValueError(f"{data_root / paths[hashes[bad.index]]}: cannot be decoded ({bad.reason})") from bad
+            raise bad.naming(data_root / paths[hashes[bad.index]]) from bad
         store.put(backbone_id, hashes, vectors)
     return len(missing)

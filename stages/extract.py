@@ -13,7 +13,7 @@ import time
 import zlib
 from pathlib import Path
 
-from stages.common import atomic_path, load_params, setup_logging
+from stages.common import atomic_path, load_params, run_stage, setup_logging
 from stages.idx import SPLITS, IdxError, IdxHeader, check_split_counts, validate_idx
 
 log = logging.getLogger("extract")
@@ -62,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.common import StageError
+
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 IMAGE_SIDE_PX = 28
@@ -24,7 +26,7 @@ SPLITS = {
 }
 
 
-class IdxError(ValueError):
+class IdxError(StageError, ValueError):
     """An IDX file is malformed; the message names the file."""
 
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from stages.backbone import BackboneSpec
-from stages.common import atomic_path, load_params, setup_logging
+from stages.common import ParamsError, StageError, atomic_path, load_params, run_stage, setup_logging
 from stages.embedding import (
     BackboneEmbedder,
     ExecutorSpec,
@@ -69,7 +69,7 @@ class ShardSummary:
     seconds: float
 
 
-class ShardError(RuntimeError):
+class ShardError(StageError, RuntimeError):
     """A shard failed twice."""
 
 
@@ -80,7 +80,7 @@ def shard_of(rel_path: str, n_shards: int) -> int:
 
 def assign_shards(records: Sequence[ImageRecord], n_shards: int) -> list[tuple[ImageRecord, ...]]:
     if n_shards < 1:
-        raise ValueError(f"label.shards must be ≥ 1, got {n_shards}")
+        raise ParamsError(f"label.shards must be ≥ 1, got {n_shards}")
     shards: list[list[ImageRecord]] = [[] for _ in range(n_shards)]
     for record in records:
         shards[shard_of(record.rel_path, n_shards)].append(record)
@@ -236,4 +236,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.common import atomic_path, setup_logging
+from stages.common import DataError, StageError, atomic_path, run_stage, setup_logging
 from stages.idx import N_CLASSES
 from stages.report_html import render_report
 
@@ -23,7 +23,7 @@ log = logging.getLogger("report")
 REQUIRED_COLUMNS = ("path", "actual", "predicted", "confidence", "correct")
 
 
-class CoverageError(ValueError):
+class CoverageError(StageError, ValueError):
     """The shards do not cover the test set exactly once."""
 
 
@@ -36,7 +36,7 @@ def read_shards(predictions_dir: Path) -> pd.DataFrame:
         frame = pd.read_csv(shard_path, dtype={"path": str})
         missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
         if missing:
-            raise ValueError(f"{shard_path}: missing columns {missing}")
+            raise DataError(f"{shard_path}: missing columns {missing}")
         frames.append(frame.assign(shard=shard_path.name))
     return pd.concat(frames, ignore_index=True)
 
@@ -133,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -17,7 +17,7 @@ import numpy as np
 
 from stages.backbone import BackboneSpec
 from stages.bottlenecks import read_bottlenecks
-from stages.common import load_params, setup_logging
+from stages.common import DataError, ParamsError, load_params, run_stage, setup_logging
 from stages.idx import N_CLASSES
 
 log = logging.getLogger("train")
@@ -41,7 +41,7 @@ class HeadParams:
         known = set(cls.__dataclass_fields__)
         unknown = set(params) - known - {"validation_percentage", "shuffle_labels"}
         if unknown:
-            raise ValueError(f"params.yaml train: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+            raise ParamsError(f"params.yaml train: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         return cls(**{key: value for key, value in params.items() if key in known})
 
 
@@ -53,7 +53,7 @@ def in_validation(rel_path: str, validation_percentage: float) -> bool:
 
 def validation_mask(rel_paths: np.ndarray, validation_percentage: float) -> np.ndarray:
     if not 0 < validation_percentage < 100:
-        raise ValueError(f"train.validation_percentage must be in (0, 100), got {validation_percentage}")
+        raise ParamsError(f"train.validation_percentage must be in (0, 100), got {validation_percentage}")
     return np.array([in_validation(str(path), validation_percentage) for path in rel_paths], dtype=bool)
 
 
@@ -91,7 +91,7 @@ def train_head(
 
     tf.config.experimental.enable_op_determinism()
     if is_validation.all() or not is_validation.any():
-        raise ValueError("the validation split is empty or holds every image: adjust train.validation_percentage")
+        raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
     one_hot = keras.utils.to_categorical(labels, N_CLASSES)
     train, valid = ~is_validation, is_validation
     head = build_head(features[train], params)
@@ -123,7 +123,7 @@ def main() -> None:
     spec = BackboneSpec.from_params(load_params("backbone"))
     bottlenecks = read_bottlenecks(args.bottlenecks)
     if str(bottlenecks["backbone"]) != spec.identity():
-        raise ValueError(f"{args.bottlenecks} was computed with {bottlenecks['backbone']}, params say {spec.identity()}")
+        raise DataError(f"{args.bottlenecks} was computed with {bottlenecks['backbone']}, params say {spec.identity()}")
     is_validation = validation_mask(bottlenecks["paths"], float(train_params["validation_percentage"]))
     labels = bottlenecks["labels"]
     if train_params.get("shuffle_labels"):  # the control experiment: a head must not learn permuted labels
@@ -147,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
