@@ -3,6 +3,8 @@
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
+# TensorFlow's C++ log: warnings and errors only
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: repro repro-offline test install
 

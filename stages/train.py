@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
 from stages.backbone import BackboneSpec
 from stages.bottlenecks import read_bottlenecks
 from stages.common import DataError, ParamsError, load_params, run_stage, setup_logging
+from stages.export import export_model
 from stages.idx import N_CLASSES
 
 log = logging.getLogger("train")
@@ -130,9 +133,6 @@ def main() -> None:
         labels = np.random.default_rng(params.seed).permutation(labels)
         log.warning("train.shuffle_labels is on: training on randomly permuted labels")
 
-    from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
-
     with Live(str(args.reports), dvcyaml=None, save_dvc_exp=False) as live:
         head, summary = train_head(bottlenecks["features"], labels, is_validation, params, [DVCLiveCallback(live=live)])
         live.summary["best"] = summary  # the restored epoch's figures, beside dvclive's last-epoch ones
@@ -140,8 +140,6 @@ def main() -> None:
         "head trained on %d images, validated on %d: val_accuracy %.4f (best epoch %d of %d)",
         summary["n_train"], summary["n_validation"], summary["val_accuracy"], summary["best_epoch"], summary["epochs_run"],
     )
-    from stages.export import export_model
-
     export_model(head, spec, args.model)
     log.info("exported the model (backbone + head, encoded images in) to %s", args.model)
 
