@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from stages.backbone import BackboneSpec, load_backbone
 from stages.embedding import (

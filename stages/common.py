@@ -51,22 +51,8 @@ def atomic_path(final_path: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(final_path: Path, payload: bytes) -> None:
-    """Write payload to final_path so that readers see either the old file or the whole new one."""
-    with atomic_path(final_path) as tmp_path:
-        tmp_path.write_bytes(payload)
-
-
 def sha256_bytes(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def run_stage(main: Callable[[], None]) -> None:

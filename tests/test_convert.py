@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.common import sha256_file
+from stages.common import sha256_bytes
 from stages.convert import (
     ConvertError,
     ManifestRow,
@@ -42,7 +42,7 @@ def test_known_answer_folders_counts_and_pixels(tiny_idx_dir: Path, tmp_path: Pa
     assert np.abs(decoded.astype(int) - images[13].astype(int)).mean() < 2.0
     row = next(r for r in rows if r.path == "training/3/00013.jpg")
     assert (row.split, row.label) == ("training", 3)
-    assert row.bytes == (out_dir / row.path).stat().st_size and row.sha256 == sha256_file(out_dir / row.path)
+    assert row.bytes == (out_dir / row.path).stat().st_size and row.sha256 == sha256_bytes((out_dir / row.path).read_bytes())
 
 
 @pytest.mark.parametrize(
