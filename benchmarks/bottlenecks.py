@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-from stages.backbone import BackboneSpec, load_backbone
-from stages.embedding import (
+from mnist_transfer.backbone import BackboneSpec, load_backbone
+from mnist_transfer.embedding import (
     BackboneEmbedder,
     EmbedRun,
     ExecutorSpec,
@@ -28,7 +27,7 @@ from stages.embedding import (
     list_images,
     tf_threads_per_worker,
 )
-from stages.feature_store import FeatureStore
+from mnist_transfer.feature_store import FeatureStore
 
 
 def raw_images_per_s(spec: BackboneSpec, n_images: int, batch_size: int) -> float:
@@ -48,7 +47,7 @@ def raw_images_per_s(spec: BackboneSpec, n_images: int, batch_size: int) -> floa
 
 def pipeline_images_per_s(records: list, data_root: Path, embedder: BackboneEmbedder, executor: ExecutorSpec) -> tuple[float, float]:
     """(warm, cold) images/s of the stage's path into an empty store."""
-    from stages.embedding import fill_store
+    from mnist_transfer.embedding import fill_store
 
     with tempfile.TemporaryDirectory() as scratch:
         with FeatureStore(Path(scratch) / "warm.sqlite") as store, dask_client(executor) as client:

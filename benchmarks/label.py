@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from benchmarks.bottlenecks import raw_images_per_s
-from stages.backbone import BackboneSpec
-from stages.embedding import BackboneEmbedder, ExecutorSpec, dask_client, list_images, tf_threads_per_worker
-from stages.export import HEAD_FILE
-from stages.label import LabelContext, ShardJob, assign_shards, run_shards
+from mnist_transfer.backbone import BackboneSpec
+from mnist_transfer.embedding import BackboneEmbedder, ExecutorSpec, dask_client, list_images, tf_threads_per_worker
+from mnist_transfer.export import HEAD_FILE
+from mnist_transfer.label import LabelContext, ShardJob, assign_shards, run_shards
 
 
 def label_once(records: list, context: LabelContext, n_shards: int, workers: int, out_dir: Path) -> tuple[float, int]:

@@ -2,116 +2,27 @@
 
 Reads data/bottlenecks/training.npz and params `train.*`, `backbone.*` → writes data/model/
 (SavedModel: encoded images → probabilities + digit; labels.txt; head.keras) and reports/train/ (dvclive).
+
+Thin DVC entry point: the work is done in mnist_transfer.train.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
 
-from stages.backbone import BackboneSpec
-from stages.bottlenecks import read_bottlenecks
-from stages.common import DataError, ParamsError, load_params, run_stage, setup_logging
-from stages.export import export_model
-from stages.idx import N_CLASSES
+from mnist_transfer.backbone import BackboneSpec
+from mnist_transfer.bottlenecks import read_bottlenecks
+from mnist_transfer.common import DataError, load_params, run_stage, setup_logging
+from mnist_transfer.export import export_model
+from mnist_transfer.train import HeadParams, train_head, validation_mask
 
 log = logging.getLogger("train")
-
-HASH_BUCKETS = 10_000  # validation membership resolution: 0.01 %
-
-
-@dataclass(frozen=True)
-class HeadParams:
-    learning_rate: float = 0.001
-    epochs: int = 30
-    batch_size: int = 256
-    hidden_units: int = 0  # 0: one softmax layer on the features, like retrain.py
-    dropout: float = 0.0
-    label_smoothing: float = 0.0
-    patience: int = 5  # epochs without a better validation loss before stopping
-    seed: int = 0
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> HeadParams:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known - {"validation_percentage", "shuffle_labels"}
-        if unknown:
-            raise ParamsError(f"params.yaml train: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-        return cls(**{key: value for key, value in params.items() if key in known})
-
-
-def in_validation(rel_path: str, validation_percentage: float) -> bool:
-    """Stable split: hash the path relative to the data root, so moving the data folder changes nothing."""
-    bucket = int(hashlib.sha1(rel_path.encode("utf-8")).hexdigest(), 16) % HASH_BUCKETS
-    return bucket < validation_percentage / 100 * HASH_BUCKETS
-
-
-def validation_mask(rel_paths: np.ndarray, validation_percentage: float) -> np.ndarray:
-    if not 0 < validation_percentage < 100:
-        raise ParamsError(f"train.validation_percentage must be in (0, 100), got {validation_percentage}")
-    return np.array([in_validation(str(path), validation_percentage) for path in rel_paths], dtype=bool)
-
-
-def build_head(features: np.ndarray, params: HeadParams) -> Any:
-    """A Keras head: standardise the features (statistics of `features`), optional hidden layer, softmax."""
-    import keras
-
-    keras.utils.set_random_seed(params.seed)
-    normalize = keras.layers.Normalization(name="standardize")
-    normalize.adapt(features)
-    layers = [keras.Input(shape=(features.shape[1],), name="features"), normalize]
-    if params.hidden_units > 0:
-        layers.append(keras.layers.Dense(params.hidden_units, activation="relu", name="hidden"))
-    if params.dropout > 0:
-        layers.append(keras.layers.Dropout(params.dropout, seed=params.seed))
-    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="probabilities"))
-    head = keras.Sequential(layers, name="head")
-    head.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing),
-        metrics=["accuracy"],
-    )
-    return head
-
-
-def train_head(
-    features: np.ndarray, labels: np.ndarray, is_validation: np.ndarray, params: HeadParams, callbacks: list
-) -> tuple[Any, dict[str, float]]:
-    """Fit the head with early stopping on validation loss; keep the best epoch's weights.
-
-    Returns the head and its final train/validation metrics (of the restored best weights).
-    """
-    import keras
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-    if is_validation.all() or not is_validation.any():
-        raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
-    one_hot = keras.utils.to_categorical(labels, N_CLASSES)
-    train, valid = ~is_validation, is_validation
-    head = build_head(features[train], params)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True)
-    history = head.fit(
-        features[train], one_hot[train], validation_data=(features[valid], one_hot[valid]),
-        epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0, callbacks=[stop, *callbacks],
-    )
-    train_loss, train_accuracy = head.evaluate(features[train], one_hot[train], batch_size=4096, verbose=0)
-    val_loss, val_accuracy = head.evaluate(features[valid], one_hot[valid], batch_size=4096, verbose=0)
-    summary = {
-        "train_accuracy": float(train_accuracy), "train_loss": float(train_loss),
-        "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
-        "epochs_run": len(history.history["loss"]), "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
-        "n_train": int(train.sum()), "n_validation": int(valid.sum()),
-    }
-    return head, summary
 
 
 def main() -> None:

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import yaml
 
-from stages.backbone import FEATURE_DIM, BackboneSpec
-from stages.idx import encode_idx
+from mnist_transfer.backbone import FEATURE_DIM, BackboneSpec
+from mnist_transfer.idx import encode_idx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Files a fresh clone needs to run the pipeline; data/ and reports/ are produced by it.
-PIPELINE_FILES = ("dvc.yaml", "params.yaml", "stages", ".dvc/config", ".dvc/.gitignore")
+PIPELINE_FILES = ("dvc.yaml", "params.yaml", "stages", "mnist_transfer", ".dvc/config", ".dvc/.gitignore")
 
 
 def mnist_mirror_dir() -> Path:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages.backbone import FEATURE_DIM, BackboneLoadError, BackboneSpec, load_backbone, preprocess
+from mnist_transfer.backbone import FEATURE_DIM, BackboneLoadError, BackboneSpec, load_backbone, preprocess
 from tests.conftest import REPO_ROOT
 
 KERAS_75 = BackboneSpec("keras", "", "random", 75)
@@ -65,7 +65,7 @@ def test_keras_random_source_loads_and_embeds():
 
 
 def test_encoded_images_embed_like_decoded_ones(tmp_path: Path):
-    from stages.convert import encode_jpg
+    from mnist_transfer.convert import encode_jpg
 
     backbone = load_backbone(KERAS_75)
     pixels = np.random.default_rng(1).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
@@ -115,7 +115,7 @@ def test_identity_changes_with_what_changes_the_features():
 
 EMBED_IN_A_FRESH_PROCESS = """
 import sys, numpy as np
-from stages.backbone import BackboneSpec, load_backbone
+from mnist_transfer.backbone import BackboneSpec, load_backbone
 images = np.arange(2 * 28 * 28, dtype=np.uint32).reshape(2, 28, 28, 1) % 256
 features = load_backbone(BackboneSpec("keras", "", "random", 75)).embed(images.astype(np.uint8))
 np.save(sys.argv[1], features)

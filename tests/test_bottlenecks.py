@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.bottlenecks import read_bottlenecks, write_bottlenecks
-from stages.convert import convert_all
-from stages.embedding import ExecutorSpec, ensure_features, list_images
-from stages.feature_store import FeatureStore
+from mnist_transfer.bottlenecks import read_bottlenecks, write_bottlenecks
+from mnist_transfer.convert import convert_all
+from mnist_transfer.embedding import ExecutorSpec, ensure_features, list_images
+from mnist_transfer.feature_store import FeatureStore
 from tests.conftest import FakeEmbedder, configure_stand_in_run, run_dvc
 
 EXECUTOR = ExecutorSpec(scheduler="local", workers=1, chunk_images=8)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.common import sha256_bytes
-from stages.convert import (
+from mnist_transfer.common import sha256_bytes
+from mnist_transfer.convert import (
     ConvertError,
     ManifestRow,
     convert_all,

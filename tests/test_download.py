@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.common import ParamsError
-from stages.download import DownloadError, ExpectedFile, RetryPolicy, download_file, expected_files, source_for
+from mnist_transfer.common import ParamsError
+from mnist_transfer.download import DownloadError, ExpectedFile, RetryPolicy, download_file, expected_files, source_for
 
 PAYLOAD = gzip.compress(b"IDX" * 5000)
 EXPECTED = ExpectedFile("train-labels-idx1-ubyte.gz", len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest())

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.extract import extract_all, gunzip_validated
-from stages.idx import IdxError, encode_idx, read_labels
+from mnist_transfer.extract import extract_all, gunzip_validated
+from mnist_transfer.idx import IdxError, encode_idx, read_labels
 
 
 def test_extracts_and_validates_every_split(tiny_raw_dir: Path, tiny_idx_dir: Path, tmp_path: Path):

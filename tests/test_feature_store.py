@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.feature_store import FeatureStore
+from mnist_transfer.feature_store import FeatureStore
 from tests.conftest import REPO_ROOT
 
 
@@ -57,7 +57,7 @@ def test_many_keys_beyond_one_query(tmp_path: Path):
 WRITER = """
 import sys, numpy as np
 from pathlib import Path
-from stages.feature_store import FeatureStore
+from mnist_transfer.feature_store import FeatureStore
 store = FeatureStore(Path(sys.argv[1]), feature_dim=2048)
 for batch in range(10**6):
     store.put("bb", [f"{batch}-{i}" for i in range(100)], np.full((100, 2048), batch, np.float32))

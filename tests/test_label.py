@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.backbone import BackboneSpec
-from stages.convert import convert_all
-from stages.embedding import BackboneEmbedder, ExecutorSpec, ImageRecord, dask_client, list_images
-from stages.label import (
+from mnist_transfer.backbone import BackboneSpec
+from mnist_transfer.convert import convert_all
+from mnist_transfer.embedding import BackboneEmbedder, ExecutorSpec, ImageRecord, dask_client, list_images
+from mnist_transfer.label import (
     LabelContext,
     ShardError,
     ShardJob,
@@ -72,7 +72,7 @@ def test_parity_sample_is_spread_and_deterministic():
 @pytest.fixture
 def labelling_setup(tiny_idx_dir: Path, tmp_path: Path):
     """Tiny test JPGs and a trained head on the fake embedder's features."""
-    from stages.train import HeadParams, train_head
+    from mnist_transfer.train import HeadParams, train_head
 
     convert_all(tiny_idx_dir, tmp_path / "jpg", limit_per_class=None, quality=95, workers=1)
     data_root = tmp_path / "jpg"

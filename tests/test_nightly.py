@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from scripts.nightly import EXIT_LOCKED, EXIT_OK, EXIT_REGRESSION, regressions, trend_svg
 from tests.conftest import REPO_ROOT, configure_stand_in_run, copy_pipeline, run_dvc, update_params
 

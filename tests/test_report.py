@@ -13,9 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.convert import encode_jpg
-from stages.report import CoverageError, check_coverage, confusion_matrix, misclassified, per_digit_table, read_shards, summary_metrics
-from stages.report_html import render_report
+from mnist_transfer.convert import encode_jpg
+from mnist_transfer.report import (
+    CoverageError,
+    check_coverage,
+    confusion_matrix,
+    misclassified,
+    per_digit_table,
+    read_shards,
+    summary_metrics,
+)
+from mnist_transfer.report_html import render_report
 from tests.conftest import REPO_ROOT
 
 HEADER = "path,actual,predicted,confidence,correct\n"

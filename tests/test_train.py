@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages.backbone import BackboneSpec, load_backbone
-from stages.convert import encode_jpg
-from stages.export import HEAD_FILE, LABELS_FILE, export_model, load_exported
-from stages.train import HeadParams, in_validation, train_head, validation_mask
+from mnist_transfer.backbone import BackboneSpec, load_backbone
+from mnist_transfer.convert import encode_jpg
+from mnist_transfer.export import HEAD_FILE, LABELS_FILE, export_model, load_exported
+from mnist_transfer.train import HeadParams, in_validation, train_head, validation_mask
 from tests.conftest import configure_stand_in_run, run_dvc, tiny_split
 
 FAST = HeadParams(learning_rate=0.01, epochs=40, batch_size=64, patience=5, seed=1)

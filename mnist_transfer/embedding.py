@@ -20,9 +20,9 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from stages.backbone import Backbone, BackboneSpec, load_backbone
-from stages.common import DataError, sha256_bytes
-from stages.feature_store import FeatureStore
+from mnist_transfer.backbone import Backbone, BackboneSpec, load_backbone
+from mnist_transfer.common import DataError, sha256_bytes
+from mnist_transfer.feature_store import FeatureStore
 
 log = logging.getLogger("embedding")
 

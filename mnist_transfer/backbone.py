@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stages.common import StageError
+from mnist_transfer.common import StageError
 
 FEATURE_DIM = 2048  # Inception v3's pooled feature vector
 MIN_IMAGE_SIZE_PX = 75  # the smallest input InceptionV3 accepts

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stages.backbone import Backbone, BackboneSpec, load_backbone, prepare_encoded, preprocess
-from stages.idx import N_CLASSES
+from mnist_transfer.backbone import Backbone, BackboneSpec, load_backbone, prepare_encoded, preprocess
+from mnist_transfer.idx import N_CLASSES
 
 SAVED_MODEL_DIR = "saved_model"
 LABELS_FILE = "labels.txt"

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from stages.backbone import FEATURE_DIM
+from mnist_transfer.backbone import FEATURE_DIM
 
 STORE_ENV = "MNIST_FEATURE_STORE"
 DEFAULT_STORE = Path.home() / ".cache" / "mnist-transfer" / "features.sqlite"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.common import StageError
+from mnist_transfer.common import StageError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049

@@ -1,0 +1,40 @@
+"""The `mnist-transfer` command: everything a person runs by hand, as subcommands over the package.
+
+Each subcommand lives in its own module, which provides `configure_parser(parser)` and `run(args) -> int`
+(the exit status); this file only wires them together, importing nothing heavy until a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# subcommand → (module, one-line help); the module's docstring is the subcommand's --help description
+SUBCOMMANDS = {
+}
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mnist-transfer",
+        description="Read handwritten digits with the pipeline's exported models, and check its params.",
+        epilog="The pipeline itself runs with `dvc repro`; see README.md.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, summary) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(
+            name, help=summary, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        module.configure_parser(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)  # usage errors exit with 2 (argparse)
+    sys.exit(args.run(args))
