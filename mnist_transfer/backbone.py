@@ -16,12 +16,11 @@ from typing import Any, Callable
 import numpy as np
 
 from mnist_transfer.common import StageError
+from mnist_transfer.params import MIN_IMAGE_SIZE_PX, SOURCES
 
 FEATURE_DIM = 2048  # Inception v3's pooled feature vector
-MIN_IMAGE_SIZE_PX = 75  # the smallest input InceptionV3 accepts
 PREPROCESS_VERSION = 1  # bump when preprocess() changes: stored features of older versions are not reused
 DEFAULT_TFHUB_CACHE = Path.home() / ".cache" / "tfhub_modules"
-SOURCES = ("tfhub", "keras")
 OFFLINE_HELP = (
     "To proceed without network: (1) download the model once where there is network and copy it into "
     "TFHUB_CACHE_DIR (currently {cache}), (2) set backbone.handle to a local SavedModel folder, or "
@@ -157,17 +156,23 @@ def seed_kernels(model: Any, seed: int) -> None:
         variable.assign(rng.uniform(-limit, limit, size=shape).astype(np.float32))
 
 
-def prepare_encoded(encoded: Any, spec: BackboneSpec) -> Any:
-    """Encoded JPEG/PNG bytes (string tensor, (batch,)) → float32 (batch, size, size, 3) backbone input.
+def map_decoded(encoded: Any, prepare: Callable[[Any], Any]) -> Any:
+    """Encoded JPEG/PNG bytes (string tensor, (batch,)) → prepare(each decoded uint8 (1, h, w, 1)), stacked.
 
-    Images may differ in size: each is decoded and resized on its own (map_fn runs them in parallel).
+    Images may differ in size: each is decoded and prepared on its own (map_fn runs them in parallel).
+    `prepare` must give float32 of one fixed shape; the backbone and the from-scratch CNN each pass theirs.
     """
     import tensorflow as tf
 
     def prepare_one(item: Any) -> Any:
-        return preprocess(decode_image(item)[None], spec)[0]
+        return prepare(decode_image(item)[None])[0]
 
     return tf.map_fn(prepare_one, encoded, fn_output_signature=tf.float32)
+
+
+def prepare_encoded(encoded: Any, spec: BackboneSpec) -> Any:
+    """Encoded JPEG/PNG bytes (string tensor, (batch,)) → float32 (batch, size, size, 3) backbone input."""
+    return map_decoded(encoded, lambda pixels: preprocess(pixels, spec))
 
 
 class Backbone:

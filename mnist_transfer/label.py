@@ -1,9 +1,10 @@
-"""Label the test set in parallel shards with the trained head on feature-store features, and check the
-exported SavedModel agrees on a sample.
+"""Label the test set (and your own test digits) in shards with the trained head on feature-store
+features, and check that the exported SavedModel (and its model.tflite) agrees on a sample.
 
-Reads data/jpg/testing, data/model and params `label.*`, `backbone.*`, `bottlenecks.batch_size`,
-`bottlenecks.chunk_images`, `executor.scheduler` → writes data/predictions/shard-<k>.csv.
-Workers must see the repository and the feature store (same machine, or a shared filesystem).
+One embedding path (mnist_transfer.embedding.ensure_features): the client reads the images, computes only
+the features the store lacks on Dask workers (no cluster at all when none is missing), then applies the
+head once per shard and writes each shard CSV atomically. Workers never see the repository or the store.
+Reads data/jpg/testing, data/jpg/own/testing, data/model → writes data/predictions/shard-<k>.csv.
 """
 
 from __future__ import annotations
@@ -11,55 +12,36 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from mnist_transfer.common import ParamsError, StageError, atomic_path
-from mnist_transfer.embedding import BackboneEmbedder, ImageRecord, embed_missing
-from mnist_transfer.export import load_exported
+from mnist_transfer.common import DataError, ParamsError, StageError, atomic_path
+from mnist_transfer.embedding import ImageRecord
+from mnist_transfer.export import TFLITE_FILE, load_exported, load_tflite
 from mnist_transfer.feature_store import FeatureStore
 from mnist_transfer.idx import N_CLASSES
+
+
+class ParityError(StageError):
+    """The exported model (SavedModel or model.tflite) does not predict what the label stage wrote."""
+
 
 log = logging.getLogger("label")
 
 PREDICTION_COLUMNS = ("path", "actual", "predicted", "confidence", "correct", *(f"p{d}" for d in range(N_CLASSES)))
 PARITY_ATOL = 1e-4  # probabilities of the exported model vs the store+head path
-_HEADS: dict[Path, Any] = {}  # per worker process: the head is loaded once
-
-
-@dataclass(frozen=True)
-class LabelContext:
-    """What every shard needs: where things are and how to embed."""
-
-    data_root: Path
-    store_path: Path
-    head_path: Path
-    embedder: BackboneEmbedder
-    chunk_images: int
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    index: int
-    records: tuple[ImageRecord, ...]
-    out_path: Path
+TFLITE_MIN_AGREEMENT = 0.99  # share of sampled digits model.tflite must predict as the label stage did
+HEAD_BATCH = 4096  # feature vectors per head call
 
 
 @dataclass(frozen=True)
 class ShardSummary:
     index: int
     n_images: int
-    n_computed: int  # backbone passes this shard needed
     n_correct: int
-    seconds: float
-
-
-class ShardError(StageError, RuntimeError):
-    """A shard failed twice."""
 
 
 def shard_of(rel_path: str, n_shards: int) -> int:
@@ -92,57 +74,25 @@ def write_predictions(rows: Sequence[tuple], path: Path) -> None:
         writer.writerows(rows)
 
 
-def worker_head(head_path: Path) -> Any:
-    if head_path not in _HEADS:
-        import keras
-
-        _HEADS[head_path] = keras.saving.load_model(head_path)
-    return _HEADS[head_path]
-
-
-def label_shard(job: ShardJob, context: LabelContext) -> ShardSummary:
-    """On a worker: features from the store (computing the missing ones), head, shard CSV."""
-    started = time.perf_counter()
-    with FeatureStore(context.store_path) as store:
-        computed = embed_missing(job.records, context.data_root, store, context.embedder, context.chunk_images)
-        features = store.get(context.embedder.spec.identity(), [r.sha256 for r in job.records])
-    if job.records:
-        probabilities = worker_head(context.head_path).predict(features, batch_size=4096, verbose=0)
-    else:  # a shard may be empty on a tiny test set
-        probabilities = np.empty((0, N_CLASSES), np.float32)
-    rows = prediction_rows(job.records, probabilities)
-    write_predictions(rows, job.out_path)
-    n_correct = sum(row[4] for row in rows)
-    return ShardSummary(job.index, len(rows), computed, n_correct, time.perf_counter() - started)
+def classify_stored(records: Sequence[ImageRecord], store: FeatureStore, backbone_id: str, head: Any) -> np.ndarray:
+    """(n_images, 10) probabilities of the head on the stored features of records, a batch at a time."""
+    parts = [np.empty((0, N_CLASSES), np.float32)]
+    for start in range(0, len(records), HEAD_BATCH):
+        features = store.get(backbone_id, [r.sha256 for r in records[start : start + HEAD_BATCH]])  # (batch, 2048)
+        parts.append(np.asarray(head.predict(features, batch_size=HEAD_BATCH, verbose=0), np.float32))
+    return np.concatenate(parts)
 
 
-def run_shards(jobs: Sequence[ShardJob], context: LabelContext, client: Any) -> list[ShardSummary]:
-    """Run every shard on the cluster; retry a failed shard once, then fail naming it and its error."""
-    from distributed import as_completed
-
-    futures = {client.submit(label_shard, job, context, pure=False): job for job in jobs}
-    retried: set[int] = set()
+def write_shards(
+    records: Sequence[ImageRecord], n_shards: int, out_dir: Path, store: FeatureStore, backbone_id: str, head: Any
+) -> list[ShardSummary]:
+    """Label every shard from the store (every feature must be there) and write data/predictions/shard-<k>.csv."""
     summaries = []
-    in_flight = as_completed(futures)
-    for future in in_flight:
-        job = futures[future]
-        try:
-            summary = future.result()
-        except Exception as error:
-            if job.index in retried:
-                raise ShardError(f"shard {job.index} ({job.out_path}) failed twice: {error}") from error
-            log.warning("shard %d failed (%s); retrying it once", job.index, error)
-            retried.add(job.index)
-            retry = client.submit(label_shard, job, context, pure=False)
-            futures[retry] = job
-            in_flight.add(retry)
-            continue
-        summaries.append(summary)
-        log.info(
-            "shard %d: %d images (%d backbone passes) in %.1fs, accuracy %.4f",
-            summary.index, summary.n_images, summary.n_computed, summary.seconds, summary.n_correct / max(1, summary.n_images),
-        )
-    return sorted(summaries, key=lambda s: s.index)
+    for index, shard in enumerate(assign_shards(records, n_shards)):
+        rows = prediction_rows(shard, classify_stored(shard, store, backbone_id, head))
+        write_predictions(rows, out_dir / f"shard-{index}.csv")
+        summaries.append(ShardSummary(index, len(rows), sum(row[4] for row in rows)))
+    return summaries
 
 
 def parity_sample(records: Sequence[ImageRecord], size: int) -> list[ImageRecord]:
@@ -153,8 +103,15 @@ def parity_sample(records: Sequence[ImageRecord], size: int) -> list[ImageRecord
     return [records[p] for p in positions]
 
 
-def check_exported_parity(sample: Sequence[ImageRecord], data_root: Path, model_dir: Path, predictions_dir: Path) -> int:
-    """The exported SavedModel must predict what the shards say: same digit, probabilities within PARITY_ATOL."""
+def check_exported_parity(
+    sample: Sequence[ImageRecord],
+    data_root: Path,
+    model_dir: Path,
+    predictions_dir: Path,
+    tflite_min_agreement: float = TFLITE_MIN_AGREEMENT,
+) -> int:
+    """The exported SavedModel must predict what the shards say: same digit, probabilities within PARITY_ATOL;
+    model.tflite the same digit on ≥ tflite_min_agreement of the sample (check_tflite_parity)."""
     import tensorflow as tf
 
     if not sample:
@@ -169,11 +126,40 @@ def check_exported_parity(sample: Sequence[ImageRecord], data_root: Path, model_
             expected = reported[record.rel_path]
             gap = float(np.abs(probabilities - expected["probabilities"]).max())
             if digit != expected["predicted"] or gap > PARITY_ATOL:
-                raise AssertionError(
+                raise ParityError(
                     f"{record.rel_path}: the exported model in {model_dir} says {digit}, the label stage says "
                     f"{expected['predicted']} (largest probability gap {gap:.2e}); train/serve skew"
                 )
+    check_tflite_parity(sample, data_root, model_dir, reported, tflite_min_agreement)
     return len(sample)
+
+
+def check_tflite_parity(
+    sample: Sequence[ImageRecord],
+    data_root: Path,
+    model_dir: Path,
+    reported: dict[str, dict[str, Any]],
+    min_agreement: float = TFLITE_MIN_AGREEMENT,
+) -> float:
+    """model_dir/model.tflite must predict the reported digit for ≥ min_agreement of the sample (its
+    quantised weights move probabilities a little, so digits are compared); returns the agreement."""
+    from mnist_transfer.backbone import decode_image
+
+    if not (model_dir / TFLITE_FILE).is_file():
+        raise DataError(f"{model_dir / TFLITE_FILE} is missing: rerun the stage that exports {model_dir} (dvc repro)")
+    # decoded by TensorFlow like every stage (Pillow's JPEG decoder differs by a grey level here and there)
+    pixels = np.stack([decode_image((data_root / r.rel_path).read_bytes()).numpy() for r in sample])  # (n, 28, 28, 1)
+    digits = load_tflite(model_dir)(pixels).argmax(axis=1)
+    agreement = float(np.mean([digit == reported[r.rel_path]["predicted"] for r, digit in zip(sample, digits)]))
+    log.info("model.tflite in %s predicts the label stage's digit on %.1f %% of %d sampled images",
+             model_dir, 100 * agreement, len(sample))
+    if agreement < min_agreement:
+        raise ParityError(
+            f"{model_dir / TFLITE_FILE} agrees with the label stage on {agreement:.1%} of {len(sample)} sampled "
+            f"digits (< {min_agreement:.0%}, label.tflite_min_agreement): its quantisation or conversion broke the "
+            "model; re-export it"
+        )
+    return agreement
 
 
 def read_predictions(predictions_dir: Path) -> dict[str, dict[str, Any]]:

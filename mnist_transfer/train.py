@@ -35,7 +35,7 @@ class HeadParams:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> HeadParams:
         known = set(cls.__dataclass_fields__)
-        unknown = set(params) - known - {"validation_percentage", "shuffle_labels"}
+        unknown = set(params) - known - {"validation_percentage", "shuffle_labels", "own_weight"}
         if unknown:
             raise ParamsError(f"params.yaml train: unknown keys {sorted(unknown)} (known: {sorted(known)})")
         return cls(**{key: value for key, value in params.items() if key in known})
@@ -45,6 +45,12 @@ def in_validation(rel_path: str, validation_percentage: float) -> bool:
     """Stable split: hash the path relative to the data root, so moving the data folder changes nothing."""
     bucket = int(hashlib.sha1(rel_path.encode("utf-8")).hexdigest(), 16) % HASH_BUCKETS
     return bucket < validation_percentage / 100 * HASH_BUCKETS
+
+
+def own_weights(rel_paths: np.ndarray, own_weight: float) -> np.ndarray:
+    """(n_images,) training-loss weights: `own_weight` for your own digits (paths under own/), 1 for MNIST's."""
+    is_own = np.char.startswith(rel_paths.astype(str), "own/")
+    return np.where(is_own, np.float32(own_weight), np.float32(1.0))
 
 
 def validation_mask(rel_paths: np.ndarray, validation_percentage: float) -> np.ndarray:
@@ -76,10 +82,18 @@ def build_head(features: np.ndarray, params: HeadParams) -> Any:
 
 
 def train_head(
-    features: np.ndarray, labels: np.ndarray, is_validation: np.ndarray, params: HeadParams, callbacks: list
+    features: np.ndarray,
+    labels: np.ndarray,
+    is_validation: np.ndarray,
+    params: HeadParams,
+    callbacks: list,
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, float]]:
     """Fit the head with early stopping on validation loss; keep the best epoch's weights.
 
+    Args:
+        sample_weight: (n_images,) weight of each image in the training loss (your own digits count more);
+            None: all 1.
     Returns the head and its final train/validation metrics (of the restored best weights).
     """
     import keras
@@ -92,8 +106,9 @@ def train_head(
     train, valid = ~is_validation, is_validation
     head = build_head(features[train], params)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True)
+    weights = None if sample_weight is None else np.asarray(sample_weight, np.float32)[train]
     history = head.fit(
-        features[train], one_hot[train], validation_data=(features[valid], one_hot[valid]),
+        features[train], one_hot[train], sample_weight=weights, validation_data=(features[valid], one_hot[valid]),
         epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0, callbacks=[stop, *callbacks],
     )
     train_loss, train_accuracy = head.evaluate(features[train], one_hot[train], batch_size=4096, verbose=0)

@@ -13,10 +13,9 @@ import logging
 import time
 from pathlib import Path
 
-from mnist_transfer.backbone import BackboneSpec
 from mnist_transfer.bottlenecks import write_bottlenecks
 from mnist_transfer.common import load_params, run_stage, setup_logging
-from mnist_transfer.embedding import BackboneEmbedder, ExecutorSpec, ensure_features, list_images, tf_threads_per_worker
+from mnist_transfer.embedding import embedding_setup, ensure_features, list_images
 from mnist_transfer.feature_store import FeatureStore, default_store_path
 
 log = logging.getLogger("bottlenecks")
@@ -26,21 +25,18 @@ def main() -> None:
     setup_logging()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, required=True, help="training JPG folder (data/jpg/training)")
+    parser.add_argument("--own", type=Path, required=True, help="your own training digits (data/jpg/own/training)")
     parser.add_argument("--out", type=Path, required=True, help="features file (data/bottlenecks/training.npz)")
     args = parser.parse_args()
-    spec = BackboneSpec.from_params(load_params("backbone"))
-    settings = load_params("bottlenecks")
-    workers = int(settings["workers"])
-    executor = ExecutorSpec(load_params("executor")["scheduler"], workers, int(settings["chunk_images"]))
-    embedder = BackboneEmbedder(spec, int(settings["batch_size"]), tf_threads_per_worker(workers))
+    spec, embedder, executor = embedding_setup(int(load_params("bottlenecks")["workers"]))
     started = time.perf_counter()
-    records = list_images(args.images, data_root=args.images.parent)
+    records = list_images(args.images, args.images.parent) + list_images(args.own, args.images.parent, required=False)
     with FeatureStore(default_store_path()) as store:
         computed = ensure_features(records, args.images.parent, store, embedder, executor)
         write_bottlenecks(records, store, spec.identity(), args.out)
     log.info(
-        "wrote %d bottlenecks to %s in %.1fs: %d backbone passes now, the rest from the feature store %s",
-        len(records), args.out, time.perf_counter() - started, computed, store.path,
+        "wrote %d bottlenecks (%d of your own digits) to %s in %.1fs: %d backbone passes now, the rest from the feature store %s",
+        len(records), sum(r.rel_path.startswith("own/") for r in records), args.out, time.perf_counter() - started, computed, store.path,
     )
 
 

@@ -1,9 +1,8 @@
-"""Label the test set in parallel shards with the trained head on feature-store features, and check the
-exported SavedModel agrees on a sample.
+"""Label the test set (and your own test digits) in shards with the trained head on feature-store
+features, and check that the exported SavedModel agrees on a sample.
 
-Reads data/jpg/testing, data/model and params `label.*`, `backbone.*`, `bottlenecks.batch_size`,
-`bottlenecks.chunk_images`, `executor.scheduler` → writes data/predictions/shard-<k>.csv.
-Workers must see the repository and the feature store (same machine, or a shared filesystem).
+Reads data/jpg/testing, data/jpg/own/testing, data/model and params `label.*`, `backbone.*`,
+`bottlenecks.*`, `executor.scheduler` → writes data/predictions/shard-<k>.csv.
 
 Thin DVC entry point: the work is done in mnist_transfer.label.
 """
@@ -16,12 +15,11 @@ import shutil
 import time
 from pathlib import Path
 
-from mnist_transfer.backbone import BackboneSpec
 from mnist_transfer.common import load_params, run_stage, setup_logging
-from mnist_transfer.embedding import BackboneEmbedder, ExecutorSpec, dask_client, list_images, tf_threads_per_worker
+from mnist_transfer.embedding import embedding_setup, ensure_features, list_images
 from mnist_transfer.export import HEAD_FILE
-from mnist_transfer.feature_store import default_store_path
-from mnist_transfer.label import LabelContext, ShardJob, assign_shards, check_exported_parity, parity_sample, run_shards
+from mnist_transfer.feature_store import FeatureStore, default_store_path
+from mnist_transfer.label import check_exported_parity, parity_sample, write_shards
 
 log = logging.getLogger("label")
 
@@ -30,36 +28,33 @@ def main() -> None:
     setup_logging()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, required=True, help="test JPG folder (data/jpg/testing)")
+    parser.add_argument("--own", type=Path, required=True, help="your own test digits (data/jpg/own/testing)")
     parser.add_argument("--model", type=Path, required=True, help="exported model folder (data/model)")
     parser.add_argument("--out", type=Path, required=True, help="predictions folder (data/predictions)")
     args = parser.parse_args()
-    settings, embed_settings = load_params("label"), load_params("bottlenecks")
-    spec = BackboneSpec.from_params(load_params("backbone"))
-    workers = int(settings["workers"])
-    context = LabelContext(
-        data_root=args.images.parent.resolve(),
-        store_path=default_store_path().resolve(),
-        head_path=(args.model / HEAD_FILE).resolve(),
-        embedder=BackboneEmbedder(spec, int(embed_settings["batch_size"]), tf_threads_per_worker(workers)),
-        chunk_images=int(embed_settings["chunk_images"]),
-    )
+    settings = load_params("label")
+    spec, embedder, executor = embedding_setup(int(settings["workers"]))
+    data_root = args.images.parent
     started = time.perf_counter()
-    records = list_images(args.images, data_root=args.images.parent)
+    official = list_images(args.images, data_root)
+    records = official + list_images(args.own, data_root, required=False)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    jobs = [
-        ShardJob(index, shard, (args.out / f"shard-{index}.csv").resolve())
-        for index, shard in enumerate(assign_shards(records, int(settings["shards"])))
-    ]
-    with dask_client(ExecutorSpec(load_params("executor")["scheduler"], workers, context.chunk_images)) as client:
-        summaries = run_shards(jobs, context, client)
+    import keras  # only now: a usage error above costs no TensorFlow start-up
+
+    head = keras.saving.load_model(args.model / HEAD_FILE)
+    with FeatureStore(default_store_path()) as store:
+        computed = ensure_features(records, data_root, store, embedder, executor)
+        summaries = write_shards(records, int(settings["shards"]), args.out, store, spec.identity(), head)
     elapsed_s = time.perf_counter() - started
-    n_computed = sum(s.n_computed for s in summaries)
     log.info(
-        "labelled %d images in %d shards on %d workers in %.1fs (%.1f images/s); %d backbone passes, the rest from the store",
-        len(records), len(jobs), workers, elapsed_s, len(records) / elapsed_s, n_computed,
+        "labelled %d images (%d official, %d of your own) in %d shards in %.1fs (%.1f images/s); "
+        "%d backbone passes, the rest from the store",
+        len(records), len(official), len(records) - len(official), len(summaries), elapsed_s,
+        len(records) / elapsed_s, computed,
     )
-    checked = check_exported_parity(parity_sample(records, int(settings["parity_sample"])), args.images.parent, args.model, args.out)
+    sample = parity_sample(official, int(settings["parity_sample"]))
+    checked = check_exported_parity(sample, data_root, args.model, args.out, float(settings["tflite_min_agreement"]))
     log.info("exported SavedModel agrees with the label stage on %d sampled test images", checked)
 
 

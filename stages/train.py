@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 
 from mnist_transfer.backbone import BackboneSpec
 from mnist_transfer.bottlenecks import read_bottlenecks
 from mnist_transfer.common import DataError, load_params, run_stage, setup_logging
 from mnist_transfer.export import export_model
-from mnist_transfer.train import HeadParams, train_head, validation_mask
+from mnist_transfer.train import HeadParams, own_weights, train_head, validation_mask
 
 log = logging.getLogger("train")
 
@@ -44,8 +43,13 @@ def main() -> None:
         labels = np.random.default_rng(params.seed).permutation(labels)
         log.warning("train.shuffle_labels is on: training on randomly permuted labels")
 
+    from dvclive.keras import DVCLiveCallback  # loads TensorFlow: only after run_stage has validated params
+
     with Live(str(args.reports), dvcyaml=None, save_dvc_exp=False) as live:
-        head, summary = train_head(bottlenecks["features"], labels, is_validation, params, [DVCLiveCallback(live=live)])
+        weights = own_weights(bottlenecks["paths"], float(train_params["own_weight"]))
+        head, summary = train_head(
+            bottlenecks["features"], labels, is_validation, params, [DVCLiveCallback(live=live)], sample_weight=weights
+        )
         live.summary["best"] = summary  # the restored epoch's figures, beside dvclive's last-epoch ones
     log.info(
         "head trained on %d images, validated on %d: val_accuracy %.4f (best epoch %d of %d)",

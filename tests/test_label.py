@@ -1,4 +1,5 @@
-"""Label stage: stable sharding, shard labelling on Dask, retry and failure naming, and the full pipeline."""
+"""Label stage: stable sharding, shards labelled from the feature store, no cluster when nothing is missing,
+and the full pipeline."""
 
 from __future__ import annotations
 
@@ -9,21 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from mnist_transfer.backbone import BackboneSpec
 from mnist_transfer.convert import convert_all
-from mnist_transfer.embedding import BackboneEmbedder, ExecutorSpec, ImageRecord, dask_client, list_images
-from mnist_transfer.label import (
-    LabelContext,
-    ShardError,
-    ShardJob,
-    assign_shards,
-    parity_sample,
-    prediction_rows,
-    run_shards,
-    shard_of,
-)
-from tests.conftest import FakeEmbedder, configure_stand_in_run, run_dvc, update_params
+from mnist_transfer.embedding import ExecutorSpec, ImageRecord, ensure_features, list_images
+from mnist_transfer.feature_store import FeatureStore
+from mnist_transfer.label import assign_shards, parity_sample, prediction_rows, shard_of, write_shards
+from tests.conftest import FakeEmbedder, configure_stand_in_run, photo_of_digit, run_dvc, update_params
 
 
 def records(n_images: int) -> list[ImageRecord]:
@@ -69,21 +62,29 @@ def test_parity_sample_is_spread_and_deterministic():
     assert parity_sample(images[:5], 200) == images[:5] and parity_sample(images, 0) == []
 
 
-@pytest.fixture
-def labelling_setup(tiny_idx_dir: Path, tmp_path: Path):
-    """Tiny test JPGs and a trained head on the fake embedder's features."""
-    from mnist_transfer.train import HeadParams, train_head
+class CountingHead:
+    """Stands in for the Keras head: probabilities from the first feature (the fake embedder's mean pixel)."""
 
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, features: np.ndarray, batch_size: int, verbose: int) -> np.ndarray:
+        self.calls += 1
+        digits = np.clip((features[:, 0] * 10).astype(int), 0, 9)
+        return np.eye(10, dtype=np.float32)[digits] * 0.9 + 0.01
+
+
+@pytest.fixture
+def stored_test_set(tiny_idx_dir: Path, tmp_path: Path):
+    """Tiny test JPGs whose fake features are in a feature store."""
     convert_all(tiny_idx_dir, tmp_path / "jpg", limit_per_class=None, quality=95, workers=1)
     data_root = tmp_path / "jpg"
     test_records = list_images(data_root / "testing", data_root)
-    embedder = FakeEmbedder()
-    features = embedder([(data_root / r.rel_path).read_bytes() for r in test_records])
-    head, _ = train_head(features, np.array([r.label for r in test_records]), np.arange(20) % 5 == 0, HeadParams(epochs=2), [])
-    head.save(tmp_path / "head.keras")
-    context = LabelContext(data_root, tmp_path / "store.sqlite", tmp_path / "head.keras", embedder, chunk_images=4)
-    jobs = [ShardJob(k, shard, tmp_path / "predictions" / f"shard-{k}.csv") for k, shard in enumerate(assign_shards(test_records, 3))]
-    return context, jobs, test_records
+    store = FeatureStore(tmp_path / "store.sqlite")
+    computed = ensure_features(test_records, data_root, store, FakeEmbedder(), ExecutorSpec("local", 1, 8))
+    assert computed == 20
+    yield data_root, test_records, store
+    store.close()
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -91,28 +92,34 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def test_shards_are_labelled_in_parallel_and_cover_the_test_set(labelling_setup):
-    context, jobs, test_records = labelling_setup
-    with dask_client(ExecutorSpec("local", 2, 4)) as client:
-        summaries = run_shards(jobs, context, client)
-        assert sum(s.n_computed for s in summaries) == 20  # first run: every test image embedded once
-        assert sum(s.n_computed for s in run_shards(jobs, context, client)) == 0  # then never again
-    paths = [row["path"] for job in jobs for row in read_rows(job.out_path)]
-    assert sorted(paths) == sorted(r.rel_path for r in test_records)
-    row = read_rows(jobs[0].out_path)[0]
-    assert set(row) >= {"path", "actual", "predicted", "confidence", "correct", "p0", "p9"}
-    assert float(row["confidence"]) == pytest.approx(max(float(row[f"p{d}"]) for d in range(10)), abs=1e-6)
+def test_shards_from_the_store_cover_the_test_set_with_known_answers(stored_test_set, tmp_path: Path):
+    data_root, test_records, store = stored_test_set
+    head = CountingHead()
+    out = tmp_path / "predictions"
+    summaries = write_shards(test_records, 3, out, store, FakeEmbedder().spec.identity(), head)
+    assert [s.index for s in summaries] == [0, 1, 2] and sum(s.n_images for s in summaries) == 20
+    rows = {row["path"]: row for k in range(3) for row in read_rows(out / f"shard-{k}.csv")}
+    assert sorted(rows) == sorted(r.rel_path for r in test_records)
+    for k, shard in enumerate(assign_shards(test_records, 3)):  # the shard contract: stable hash assignment
+        assert {row["path"] for row in read_rows(out / f"shard-{k}.csv")} == {r.rel_path for r in shard}
+    features = store.get(FakeEmbedder().spec.identity(), [r.sha256 for r in test_records])
+    for record, vector in zip(test_records, features):
+        row = rows[record.rel_path]
+        assert int(row["predicted"]) == min(9, int(vector[0] * 10))  # the head's answer on the stored features
+        assert float(row["confidence"]) == pytest.approx(0.91, abs=1e-6)
+        assert int(row["correct"]) == int(int(row["predicted"]) == record.label)
 
 
-def test_a_bad_image_fails_its_shard_twice_naming_shard_and_image(labelling_setup):
-    context, jobs, test_records = labelling_setup
-    spec = BackboneSpec("keras", "", "random", 75)
-    context = LabelContext(context.data_root, context.store_path, context.head_path, BackboneEmbedder(spec, 8, 1), 4)
-    bad = jobs[1].records[0]
-    (context.data_root / bad.rel_path).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with dask_client(ExecutorSpec("local", 1, 4)) as client:
-        with pytest.raises(ShardError, match=rf"shard 1 .* failed twice: .*{bad.rel_path}: cannot be decoded"):
-            run_shards(jobs[1:2], context, client)
+def test_nothing_missing_starts_no_cluster_and_loads_no_backbone(stored_test_set, caplog):
+    data_root, test_records, store = stored_test_set
+
+    class NoEmbedder(FakeEmbedder):
+        def __call__(self, encoded):
+            raise AssertionError("the backbone must not run when every feature is stored")
+
+    with caplog.at_level("INFO", logger="embedding"):
+        assert ensure_features(test_records, data_root, store, NoEmbedder(), ExecutorSpec("tcp://192.0.2.1:1", 1, 8)) == 0
+    assert "no cluster started" in caplog.text  # the unreachable scheduler address was never contacted
 
 
 def test_full_pipeline_accuracy_floor_and_shuffled_labels_control(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
@@ -128,6 +135,24 @@ def test_full_pipeline_accuracy_floor_and_shuffled_labels_control(pipeline_repo:
     assert metrics["accuracy"] > floor
     assert "agrees with the label stage on 50 sampled test images" in first.stdout + first.stderr
     assert (pipeline_repo / "reports" / "report.html").stat().st_size > 1000
+
+    # your own handwriting: 10 photos to learn from, 10 to be reported apart
+    before = (pipeline_repo / "reports" / "predictions.csv").read_text()
+    for split, source in (("training", "training"), ("testing", "testing")):
+        for digit in range(10):
+            jpg = sorted((pipeline_repo / "data" / "jpg" / source / str(digit)).glob("*.jpg"))[-1]
+            pixels = np.asarray(Image.open(jpg).convert("L"))
+            photo_of_digit(pixels, seed=digit).save(pipeline_repo / "data" / "own" / split / f"photo_{digit}.jpg")
+    with_own = run_dvc(pipeline_repo, "repro")
+    log = with_own.stdout + with_own.stderr
+    assert "Stage 'convert' didn't change" in log
+    assert "wrote 310 bottlenecks (10 of your own digits)" in log and ": 10 backbone passes now" in log
+    assert "10 backbone passes, the rest from the store" in log  # the label stage: own test photos only
+    metrics = json.loads((pipeline_repo / "reports" / "metrics.json").read_text())
+    assert metrics["n_images"] == 300 and metrics["own"]["n_images"] == 10  # reported apart, never mixed
+    assert metrics["cnn"]["n_images"] == 300 and metrics["cnn"]["own"]["n_images"] == 10  # both models, both sets
+    assert (pipeline_repo / "reports" / "predictions.csv").read_text() != before  # the head learned something new
+    assert "Your handwriting (10 digits" in (pipeline_repo / "reports" / "report.html").read_text()
 
     update_params(pipeline_repo, {"train.shuffle_labels": True})
     second = run_dvc(pipeline_repo, "repro")
