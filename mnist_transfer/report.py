@@ -1,12 +1,15 @@
-"""Aggregate the label shards into the accuracy report.
+"""Aggregate the label shards of each model into the accuracy report.
 
-Reads data/predictions/shard-*.csv and data/jpg/testing → writes reports/metrics.json,
-reports/predictions.csv, reports/per_digit.csv, reports/misclassified.csv, reports/report.html.
+Reads data/predictions/shard-*.csv (the transfer model), data/predictions_cnn/shard-*.csv (the CNN, when
+there), data/jpg/testing and your own test digits → writes reports/metrics.json, predictions.csv,
+per_digit.csv, misclassified.csv, disagreements.csv, own_predictions.csv, report.html. The official test
+set and your own digits are reported apart: own digits never enter the official figures.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,7 @@ from mnist_transfer.idx import N_CLASSES
 log = logging.getLogger("report")
 
 REQUIRED_COLUMNS = ("path", "actual", "predicted", "confidence", "correct")
+OWN_PREFIX = "own/"  # paths of your own digits, relative to data/jpg
 
 
 class CoverageError(StageError, ValueError):
@@ -101,3 +105,79 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
 def write_text(text: str, path: Path) -> None:
     with atomic_path(path) as tmp_path:
         tmp_path.write_text(text, encoding="utf-8")
+
+
+def own_summary(own: pd.DataFrame) -> dict:
+    """metrics.json's "own" entry: accuracy, n_images, per_digit (null for a digit you gave no image of)."""
+    per_digit = per_digit_table(confusion_matrix(own))
+    return {k: v for k, v in summary_metrics(own, per_digit).items() if k in ("accuracy", "n_images", "per_digit")}
+
+
+@dataclass(frozen=True)
+class ModelResults:
+    """One model's predictions, split into the official test set and your own digits, with its tables."""
+
+    name: str  # "transfer" | "cnn"
+    official: pd.DataFrame
+    own: pd.DataFrame
+    matrix: np.ndarray  # (10, 10) of the official test set
+    per_digit: pd.DataFrame
+    metrics: dict  # official figures, plus "own" when you gave own test digits
+
+
+def model_results(name: str, predictions: pd.DataFrame) -> ModelResults:
+    is_own = predictions["path"].str.startswith(OWN_PREFIX)
+    official = predictions.loc[~is_own].sort_values("path").reset_index(drop=True)
+    own = predictions.loc[is_own].sort_values("path").reset_index(drop=True)
+    if official.empty:
+        raise DataError(f"the {name} model's predictions hold no official test image")
+    matrix = confusion_matrix(official)
+    per_digit = per_digit_table(matrix)
+    metrics = summary_metrics(official, per_digit)
+    if not own.empty:
+        metrics["own"] = own_summary(own)
+    return ModelResults(name, official, own, matrix, per_digit, metrics)
+
+
+def combined_metrics(transfer: ModelResults, cnn: ModelResults | None) -> dict:
+    """metrics.json: the transfer model's figures at the top level (other tools read them), the CNN's under "cnn"."""
+    metrics = dict(transfer.metrics)
+    if cnn is not None:
+        keep = ("accuracy", "n_images", "n_errors", "mean_confidence", "per_digit", "own")
+        metrics["cnn"] = {key: cnn.metrics[key] for key in keep if key in cnn.metrics}
+    return metrics
+
+
+def per_digit_side_by_side(transfer: ModelResults, cnn: ModelResults | None) -> pd.DataFrame:
+    """per_digit.csv: the transfer model's table, plus cnn_accuracy per digit when the CNN is there."""
+    table = transfer.per_digit.copy()
+    if cnn is not None:
+        table["cnn_accuracy"] = cnn.per_digit["accuracy"].to_numpy()
+    return table
+
+
+DISAGREEMENT_COLUMNS = ("path", "actual", "transfer", "transfer_confidence", "cnn", "cnn_confidence")
+
+
+def disagreements(transfer: pd.DataFrame, cnn: pd.DataFrame) -> pd.DataFrame:
+    """Test images the two models label differently, by path."""
+    both = transfer.merge(cnn, on=["path", "actual"], suffixes=("_t", "_c"), validate="one_to_one")
+    differ = both.loc[both["predicted_t"] != both["predicted_c"]]
+    table = pd.DataFrame({
+        "path": differ["path"], "actual": differ["actual"],
+        "transfer": differ["predicted_t"], "transfer_confidence": differ["confidence_t"],
+        "cnn": differ["predicted_c"], "cnn_confidence": differ["confidence_c"],
+    })
+    return table.sort_values("path").reset_index(drop=True)
+
+
+def own_table(transfer: ModelResults, cnn: ModelResults | None, manifest_rows: list[dict[str, str]]) -> pd.DataFrame:
+    """own_predictions.csv: each of your own test digits with its original file and each model's answer."""
+    originals = {row["path"]: row["original"] for row in manifest_rows}
+    table = transfer.own.loc[:, list(REQUIRED_COLUMNS)].copy()
+    table.insert(1, "original", [originals.get(path, "") for path in table["path"]])
+    if cnn is not None:
+        by_path = cnn.own.set_index("path")
+        table["cnn_predicted"] = by_path.loc[table["path"], "predicted"].to_numpy() if len(table) else []
+        table["cnn_confidence"] = by_path.loc[table["path"], "confidence"].to_numpy() if len(table) else []
+    return table.reset_index(drop=True)

@@ -1,107 +1,124 @@
-"""The self-contained HTML page of the report stage: inline CSS, inline SVG chart, inline images.
+"""The self-contained HTML page of the report stage, rendered with Jinja2 from templates/report.html.j2.
 
-Opens from disk with no network: nothing is fetched, every image is a data: URI.
+Opens from disk with no network: nothing is fetched, every image is a data: URI, the chart is inline SVG.
+This module only prepares numbers, colours and images; the markup lives in the template.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+import io
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #1d2733; }
-h1 { margin-bottom: 0.2rem; } .headline { font-size: 3rem; font-weight: 700; color: #1b6e3a; }
-.muted { color: #5d6b7a; } table { border-collapse: collapse; margin: 1rem 0; }
-td, th { padding: 0.25rem 0.6rem; text-align: right; border-bottom: 1px solid #e3e8ee; }
-.confusion td { width: 2.6rem; text-align: center; border: 1px solid #fff; font-size: 0.85rem; }
-.gallery { display: flex; flex-wrap: wrap; gap: 0.6rem; }
-.card { width: 6.2rem; text-align: center; font-size: 0.75rem; border: 1px solid #e3e8ee; border-radius: 6px; padding: 0.3rem; }
-.card img { width: 56px; height: 56px; image-rendering: pixelated; }
-.bad { color: #b3261e; font-weight: 600; }
-"""
+CHART_BAR_PX, CHART_WIDTH_PX, CHART_LEFT_PX = 11, 520, 40
+THUMBNAIL_PX = 96  # longer side of an original photo's thumbnail in the "Your handwriting" section
 
 
-def accuracy_chart_svg(per_digit: pd.DataFrame) -> str:
-    """Horizontal bars of per-digit accuracy, scaled from the worst digit's accuracy (minus a margin) to 100 %."""
-    accuracies = per_digit["accuracy"].fillna(0).to_numpy()
-    low = max(0.0, float(np.floor((accuracies.min() - 0.02) * 50) / 50))
-    bar_px, width_px, left_px = 22, 520, 40
-    bars = []
-    for position, (digit, accuracy) in enumerate(zip(per_digit["digit"], accuracies)):
-        y = position * (bar_px + 4)
-        length = (accuracy - low) / (1 - low) * (width_px - left_px - 70) if low < 1 else 0
-        bars.append(
-            f'<text x="{left_px - 8}" y="{y + 16}" text-anchor="end">{digit}</text>'
-            f'<rect x="{left_px}" y="{y}" width="{max(length, 1):.1f}" height="{bar_px}" fill="#3b7dd8"/>'
-            f'<text x="{left_px + length + 6:.1f}" y="{y + 16}">{accuracy:.2%}</text>'
-        )
-    height_px = len(bars) * (bar_px + 4)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width_px}" height="{height_px + 20}" font-size="13">'
-        + "".join(bars)
-        + f'<text x="{left_px}" y="{height_px + 16}" class="muted">axis from {low:.0%} to 100%</text></svg>'
+@lru_cache(maxsize=1)
+def template_environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("mnist_transfer", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
 
 
-def confusion_table(matrix: np.ndarray) -> str:
-    """Counts with a heat colour per cell: row-normalised, so every digit's errors show whatever its size."""
-    row_totals = np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    shares = matrix / row_totals
-    header = "<tr><th>actual ↓ predicted →</th>" + "".join(f"<th>{d}</th>" for d in range(matrix.shape[1])) + "</tr>"
+def data_uri(payload: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(payload).decode("ascii")
+
+
+def thumbnail_uri(path: Path) -> str | None:
+    """A small PNG of one of your original photos, or None if the file is gone or unreadable."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            small = ImageOps.exif_transpose(image).convert("RGB")
+            small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    except (OSError, ValueError):
+        return None
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG")
+    return data_uri(buffer.getvalue(), "image/png")
+
+
+def chart_bars(accuracy_by_model: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Geometry of grouped horizontal bars (one group per digit, one bar per model), scaled from a floor."""
+    values = np.concatenate([np.nan_to_num(a) for a in accuracy_by_model.values()])
+    low = max(0.0, float(np.floor((values.min() - 0.02) * 50) / 50))
+    span_px = CHART_WIDTH_PX - CHART_LEFT_PX - 70
+    group_px = CHART_BAR_PX * len(accuracy_by_model) + 6
+    bars = []
+    for digit in range(10):
+        for position, (model, accuracies) in enumerate(accuracy_by_model.items()):
+            accuracy = float(np.nan_to_num(accuracies[digit]))
+            length = (accuracy - low) / (1 - low) * span_px if low < 1 else 0.0
+            y = digit * group_px + position * CHART_BAR_PX
+            bars.append({"digit": digit, "model": model, "position": position, "y": y, "length": max(length, 1.0),
+                         "accuracy": accuracy})
+    return {"bars": bars, "low": low, "height": 10 * group_px + 24, "width": CHART_WIDTH_PX, "left": CHART_LEFT_PX,
+            "bar": CHART_BAR_PX}
+
+
+def confusion_cells(matrix: np.ndarray) -> list[list[dict[str, Any]]]:
+    """Per cell: count, share of its row, and a heat colour (errors amplified: they are rare)."""
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     rows = []
     for actual in range(matrix.shape[0]):
         cells = []
         for predicted in range(matrix.shape[1]):
-            share = shares[actual, predicted]
-            if actual == predicted:
-                colour = f"rgba(27, 110, 58, {0.15 + 0.85 * share:.3f})"
-            else:
-                colour = f"rgba(179, 38, 30, {min(1.0, share * 8):.3f})"  # errors are rare: amplify
-            text = "#fff" if (actual == predicted and share > 0.5) or (actual != predicted and share > 0.06) else "#1d2733"
-            cells.append(f'<td style="background:{colour};color:{text}" title="{share:.2%}">{matrix[actual, predicted]}</td>')
-        rows.append(f"<tr><th>{actual}</th>{''.join(cells)}</tr>")
-    return f'<table class="confusion">{header}{"".join(rows)}</table>'
+            share = float(shares[actual, predicted])
+            diagonal = actual == predicted
+            background = f"rgba(27, 110, 58, {0.15 + 0.85 * share:.3f})" if diagonal else f"rgba(179, 38, 30, {min(1.0, share * 8):.3f})"
+            dark = (diagonal and share > 0.5) or (not diagonal and share > 0.06)
+            cells.append({"count": int(matrix[actual, predicted]), "share": share, "background": background,
+                          "colour": "#fff" if dark else "#1d2733"})
+        rows.append(cells)
+    return rows
 
 
-def gallery(wrong: pd.DataFrame, data_root: Path) -> str:
-    cards = []
-    for row in wrong.itertuples():
-        image_uri = "data:image/jpeg;base64," + base64.b64encode((data_root / row.path).read_bytes()).decode("ascii")
-        cards.append(
-            f'<div class="card"><img src="{image_uri}" alt="{html.escape(row.path)}">'
-            f'<div>true <b>{row.actual}</b> → <span class="bad">{row.predicted}</span></div>'
-            f'<div class="muted">{row.confidence:.1%}</div></div>'
-        )
-    return f'<div class="gallery">{"".join(cards)}</div>' if cards else "<p>No misclassified digits.</p>"
+def plain_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts of plain values: pandas' NA/NaN become None, so the template can test `is none`."""
+    return [{key: None if pd.isna(value) else value for key, value in row.items()} for row in frame.to_dict("records")]
 
 
-def per_digit_html(per_digit: pd.DataFrame) -> str:
-    rows = "".join(
-        f"<tr><td>{r.digit}</td><td>{r.n}</td><td>{r.correct}</td><td>{r.accuracy:.2%}</td>"
-        f"<td>{'' if pd.isna(r.most_confused_with) else r.most_confused_with}</td></tr>"
-        for r in per_digit.itertuples()
+def image_cards(table: pd.DataFrame, data_root: Path) -> list[dict[str, Any]]:
+    """Each row of a predictions-like table with its JPG inline."""
+    return [dict(row._asdict(), image=data_uri((data_root / row.path).read_bytes(), "image/jpeg")) for row in table.itertuples(index=False)]
+
+
+def own_cards(own: pd.DataFrame, data_root: Path) -> list[dict[str, Any]]:
+    """Your own test digits: the original photo's thumbnail beside the normalised 28×28 the models saw."""
+    cards = image_cards(own, data_root)
+    for card in cards:
+        card["original_image"] = thumbnail_uri(Path(card["original"])) if card.get("original") else None
+    return cards
+
+
+def render_report(models: dict[str, Any], tables: dict[str, pd.DataFrame], data_root: Path) -> str:
+    """The page. models: {"transfer": ModelResults, "cnn": ModelResults | None}; tables: misclassified,
+    disagreements (or None), own (your own test digits, possibly empty)."""
+    transfer, cnn = models["transfer"], models.get("cnn")
+    accuracy_by_model = {"transfer": transfer.per_digit["accuracy"].to_numpy()}
+    if cnn is not None:
+        accuracy_by_model["cnn"] = cnn.per_digit["accuracy"].to_numpy()
+    disagreeing = tables.get("disagreements")
+    return template_environment().get_template("report.html.j2").render(
+        transfer=transfer,
+        cnn=cnn,
+        per_digit=list(zip(plain_rows(transfer.per_digit), plain_rows(cnn.per_digit) if cnn else [None] * 10)),
+        chart=chart_bars(accuracy_by_model),
+        confusion=confusion_cells(transfer.matrix),
+        cnn_confusion=confusion_cells(cnn.matrix) if cnn is not None else None,
+        misclassified=image_cards(tables["misclassified"], data_root),
+        disagreements=image_cards(disagreeing, data_root) if disagreeing is not None else None,
+        own=own_cards(tables["own"], data_root),
     )
-    return f"<table><tr><th>digit</th><th>images</th><th>correct</th><th>accuracy</th><th>most confused with</th></tr>{rows}</table>"
-
-
-def render_report(metrics: dict, per_digit: pd.DataFrame, matrix: np.ndarray, wrong: pd.DataFrame, data_root: Path) -> str:
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>MNIST test accuracy {metrics['accuracy']:.2%}</title>
-<style>{STYLE}</style></head><body>
-<h1>MNIST digit classifier: test-set report</h1>
-<p class="muted">Official test set, never used for training or model selection.</p>
-<div class="headline">{metrics['accuracy']:.2%}</div>
-<p>{metrics['n_images']:,} images, {metrics['n_errors']:,} errors, mean confidence {metrics['mean_confidence']:.2%}.
-<a href="nightly/trend.svg">Accuracy per nightly run</a> <span class="muted">(drawn by scripts/nightly.py)</span></p>
-<h2>Per digit</h2>
-<div style="display:flex;gap:2rem;flex-wrap:wrap;align-items:flex-start">{per_digit_html(per_digit)}{accuracy_chart_svg(per_digit)}</div>
-<h2>Confusion matrix</h2>
-{confusion_table(matrix)}
-<h2 id="misclassified">Misclassified digits ({len(wrong):,}), most confident first</h2>
-{gallery(wrong, data_root)}
-</body></html>
-"""

@@ -91,31 +91,47 @@ def append_history(path: Path, row: dict) -> None:
         handle.flush()
 
 
-def regressions(previous: dict, current: dict, threshold: float) -> list[str]:
-    """Lines in `dvc metrics diff` style for the overall accuracy and every digit that dropped."""
-    lines = []
+def model_drops(name: str, previous: dict, current: dict, threshold: float) -> list[str]:
+    """Lines in `dvc metrics diff` style for one model's overall accuracy and every digit that dropped."""
     drop = previous["accuracy"] - current["accuracy"]
-    if drop > threshold:
-        lines.append(f"accuracy   {previous['accuracy']:.4f} -> {current['accuracy']:.4f}   ({-drop:+.4f})")
-        for digit, before in sorted(previous["per_digit"].items()):
-            after = current["per_digit"].get(digit)
-            if before is not None and after is not None and after < before:
-                lines.append(f"digit {digit}    {before:.4f} -> {after:.4f}   ({after - before:+.4f})")
+    if drop <= threshold:
+        return []
+    lines = [f"{name} accuracy   {previous['accuracy']:.4f} -> {current['accuracy']:.4f}   ({-drop:+.4f})"]
+    for digit, before in sorted(previous["per_digit"].items()):
+        after = current["per_digit"].get(digit)
+        if before is not None and after is not None and after < before:
+            lines.append(f"{name} digit {digit}    {before:.4f} -> {after:.4f}   ({after - before:+.4f})")
+    return lines
+
+
+def regressions(previous: dict, current: dict, threshold: float) -> list[str]:
+    """Drops of the transfer model (top-level figures) and, when both runs have it, of the CNN ("cnn")."""
+    lines = model_drops("transfer", previous, current, threshold)
+    if previous.get("cnn") and current.get("cnn"):
+        lines += model_drops("cnn", previous["cnn"], current["cnn"], threshold)
     return lines
 
 
 def trend_svg(history: list[dict]) -> str:
     """Accuracy per successful run as a small self-contained SVG line chart."""
-    points = [(row["timestamp"][:10], row["accuracy"]) for row in history if row["outcome"] == "success"]
+    successes = [row for row in history if row["outcome"] == "success"]
+    points = [(row["timestamp"][:10], row["accuracy"]) for row in successes]
+    cnn_points = [(i, row["cnn"]["accuracy"]) for i, row in enumerate(successes) if row.get("cnn")]
     width, height, pad = 640, 240, 40
     if not points:
         return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><text x="20" y="40">no successful run yet</text></svg>'
-    low = min(a for _, a in points) - 0.01
-    high = max(max(a for _, a in points) + 0.01, low + 0.02)
+    every = [a for _, a in points] + [a for _, a in cnn_points]
+    low = min(every) - 0.01
+    high = max(max(every) + 0.01, low + 0.02)
     step = (width - 2 * pad) / max(1, len(points) - 1)
     coords = [(pad + i * step, height - pad - (a - low) / (high - low) * (height - 2 * pad)) for i, (_, a) in enumerate(points)]
     polyline = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#3b7dd8"><title>{d}: {a:.4f}</title></circle>' for (x, y), (d, a) in zip(coords, points))
+    cnn_line = " ".join(f"{pad + i * step:.1f},{height - pad - (a - low) / (high - low) * (height - 2 * pad):.1f}" for i, a in cnn_points)
+    if cnn_points:
+        dots += f'<polyline points="{cnn_line}" fill="none" stroke="#e08a1e" stroke-width="2"/>'
+        dots += f'<text x="{width - pad - 150}" y="20" fill="#e08a1e">orange: CNN</text>'
+
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">'
         f'<text x="{pad}" y="20">test accuracy per nightly run ({points[0][0]} … {points[-1][0]})</text>'
@@ -157,11 +173,14 @@ def nightly(repo: Path, args: argparse.Namespace) -> int:
     metrics = json.loads((repo / args.metrics).read_text(encoding="utf-8"))
     previous = next((r for r in reversed(read_history(history_path)) if r["outcome"] == "success"), None)
     row |= {"outcome": "success", "accuracy": metrics["accuracy"], "per_digit": metrics["per_digit"]}
+    if "cnn" in metrics:
+        row["cnn"] = {"accuracy": metrics["cnn"]["accuracy"], "per_digit": metrics["cnn"]["per_digit"]}
     append_history(history_path, row)
     (history_path.parent / "trend.svg").write_text(trend_svg(read_history(history_path)), encoding="utf-8")
     if remote and not args.no_push:
         run_logged([*dvc, "push"], repo)
-    log.info("test accuracy %.4f; stage seconds %s", row["accuracy"], durations)
+    log.info("test accuracy %.4f%s; stage seconds %s", row["accuracy"],
+             f", CNN {row['cnn']['accuracy']:.4f}" if "cnn" in row else "", durations)
     dropped = regressions(previous, row, args.threshold) if previous else []
     if dropped:
         log.error("accuracy dropped by more than %.4f since the last successful run (%s):", args.threshold, previous["timestamp"])

@@ -1,7 +1,8 @@
-"""Aggregate the label shards into the accuracy report.
+"""Aggregate the label shards of each model into the accuracy report.
 
-Reads data/predictions/shard-*.csv and data/jpg/testing → writes reports/metrics.json,
-reports/predictions.csv, reports/per_digit.csv, reports/misclassified.csv, reports/report.html.
+Reads data/predictions/ (transfer model), data/predictions_cnn/ (CNN, when given), data/jpg/testing,
+data/jpg/own/ (your own test digits) → writes reports/metrics.json, predictions.csv, per_digit.csv,
+misclassified.csv, disagreements.csv, own_predictions.csv, report.html.
 
 Thin DVC entry point: the work is done in mnist_transfer.report.
 """
@@ -13,14 +14,20 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from mnist_transfer.common import run_stage, setup_logging
+from mnist_transfer.own import read_own_manifest
 from mnist_transfer.report import (
+    DISAGREEMENT_COLUMNS,
     check_coverage,
-    confusion_matrix,
+    combined_metrics,
+    disagreements,
     misclassified,
-    per_digit_table,
+    model_results,
+    own_table,
+    per_digit_side_by_side,
     read_shards,
-    summary_metrics,
     write_csv,
     write_text,
 )
@@ -32,26 +39,41 @@ log = logging.getLogger("report")
 def main() -> None:
     setup_logging()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--predictions", type=Path, required=True, help="shard folder (data/predictions)")
+    parser.add_argument("--predictions", type=Path, required=True, help="transfer shards (data/predictions)")
+    parser.add_argument("--cnn-predictions", type=Path, help="CNN shards (data/predictions_cnn), if any")
     parser.add_argument("--images", type=Path, required=True, help="test JPG folder (data/jpg/testing)")
+    parser.add_argument("--own", type=Path, required=True, help="your own test digits (data/jpg/own/testing)")
+    parser.add_argument("--own-manifest", type=Path, required=True, help="data/jpg/own/manifest.csv")
     parser.add_argument("--out", type=Path, required=True, help="reports folder (reports)")
     args = parser.parse_args()
     data_root = args.images.parent
-    predictions = read_shards(args.predictions).sort_values("path").reset_index(drop=True)
-    check_coverage(predictions, {p.relative_to(data_root).as_posix() for p in args.images.glob("*/*") if p.is_file()})
-    matrix = confusion_matrix(predictions)
-    per_digit = per_digit_table(matrix)
-    metrics = summary_metrics(predictions, per_digit)
-    wrong = misclassified(predictions)
-
+    expected = {p.relative_to(data_root).as_posix() for folder in (args.images, args.own) for p in folder.glob("*/*") if p.is_file()}
+    models = {}
+    for name, folder in (("transfer", args.predictions), ("cnn", args.cnn_predictions)):
+        if folder is not None:
+            predictions = read_shards(folder)
+            check_coverage(predictions, expected)
+            models[name] = model_results(name, predictions.drop(columns="shard"))
+    transfer, cnn = models["transfer"], models.get("cnn")
+    metrics = combined_metrics(transfer, cnn)
+    tables = {
+        "misclassified": misclassified(transfer.official),
+        "disagreements": disagreements(transfer.official, cnn.official) if cnn else None,
+        "own": own_table(transfer, cnn, read_own_manifest(args.own_manifest)),
+    }
     write_text(json.dumps(metrics, indent=2) + "\n", args.out / "metrics.json")
-    write_csv(predictions.drop(columns="shard"), args.out / "predictions.csv")
-    write_csv(per_digit, args.out / "per_digit.csv")
-    write_csv(wrong, args.out / "misclassified.csv")
-    write_text(render_report(metrics, per_digit, matrix, wrong, data_root), args.out / "report.html")
+    write_csv(transfer.official, args.out / "predictions.csv")
+    write_csv(per_digit_side_by_side(transfer, cnn), args.out / "per_digit.csv")
+    write_csv(tables["misclassified"], args.out / "misclassified.csv")
+    write_csv(tables["disagreements"] if cnn else pd.DataFrame(columns=DISAGREEMENT_COLUMNS), args.out / "disagreements.csv")
+    write_csv(tables["own"], args.out / "own_predictions.csv")
+    write_text(render_report(models, tables, data_root), args.out / "report.html")
     log.info(
-        "test accuracy %.4f on %d images (%d errors); wrote metrics.json, predictions.csv, per_digit.csv, "
-        "misclassified.csv and report.html to %s", metrics["accuracy"], metrics["n_images"], metrics["n_errors"], args.out,
+        "test accuracy %.4f on %d images (%d errors)%s%s; wrote the report to %s",
+        metrics["accuracy"], metrics["n_images"], metrics["n_errors"],
+        f", CNN {metrics['cnn']['accuracy']:.4f}" if cnn else "",
+        f"; your own digits: {metrics['own']['accuracy']:.4f} on {metrics['own']['n_images']}" if "own" in metrics else "",
+        args.out,
     )
 
 

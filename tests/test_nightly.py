@@ -35,9 +35,18 @@ def test_regressions_known_answer():
     before = {"accuracy": 0.95, "per_digit": {"1": 0.99, "7": 0.96, "8": 0.90}}
     after = {"accuracy": 0.93, "per_digit": {"1": 0.99, "7": 0.90, "8": 0.91}}
     lines = regressions(before, after, threshold=0.005)
-    assert lines[0].startswith("accuracy   0.9500 -> 0.9300")
-    assert [line.split()[1] for line in lines[1:]] == ["7"]  # only the digit that dropped
+    assert lines[0].startswith("transfer accuracy   0.9500 -> 0.9300")
+    assert [line.split()[2] for line in lines[1:]] == ["7"]  # only the digit that dropped
     assert regressions(before, after, threshold=0.05) == []
+
+
+def test_a_cnn_regression_is_caught_too():
+    cnn_before = {"accuracy": 0.994, "per_digit": {"4": 0.995, "9": 0.99}}
+    cnn_after = {"accuracy": 0.980, "per_digit": {"4": 0.97, "9": 0.99}}
+    transfer = {"accuracy": 0.95, "per_digit": {"4": 0.95}}
+    lines = regressions(transfer | {"cnn": cnn_before}, transfer | {"cnn": cnn_after}, threshold=0.005)
+    assert lines == ["cnn accuracy   0.9940 -> 0.9800   (-0.0140)", "cnn digit 4    0.9950 -> 0.9700   (-0.0250)"]
+    assert regressions(transfer | {"cnn": cnn_before}, transfer, threshold=0.005) == []  # no CNN tonight: nothing to compare
 
 
 def test_trend_svg_has_one_point_per_successful_run():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +16,34 @@ from mnist_transfer.convert import encode_jpg
 from mnist_transfer.report import (
     CoverageError,
     check_coverage,
+    combined_metrics,
     confusion_matrix,
+    disagreements,
     misclassified,
+    model_results,
+    own_table,
+    per_digit_side_by_side,
     per_digit_table,
     read_shards,
     summary_metrics,
 )
 from mnist_transfer.report_html import render_report
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, require_browser
 
 HEADER = "path,actual,predicted,confidence,correct\n"
 # 8 images: digit 1 ×3 (one read as 7), digit 7 ×4 (two read as 1), digit 0 ×1
 SHARD_0 = HEADER + "testing/1/00001.jpg,1,1,0.99,1\ntesting/1/00002.jpg,1,7,0.60,0\ntesting/7/00003.jpg,7,7,0.95,1\ntesting/0/00008.jpg,0,0,0.90,1\n"
 SHARD_1 = HEADER + "testing/7/00004.jpg,7,1,0.80,0\ntesting/7/00005.jpg,7,1,0.55,0\ntesting/7/00006.jpg,7,7,0.97,1\ntesting/1/00007.jpg,1,1,0.98,1\n"
 ALL_PATHS = {line.split(",")[0] for line in (SHARD_0 + SHARD_1).splitlines() if line.startswith("testing")}
+# the CNN on the same 8 images: right on 00002 (1) and 00004 (7), wrong on 00008 (0 read as 6)
+CNN_SHARD = HEADER + (
+    "testing/1/00001.jpg,1,1,0.99,1\ntesting/1/00002.jpg,1,1,0.90,1\ntesting/7/00003.jpg,7,7,0.95,1\n"
+    "testing/0/00008.jpg,0,6,0.70,0\ntesting/7/00004.jpg,7,7,0.85,1\ntesting/7/00005.jpg,7,1,0.65,0\n"
+    "testing/7/00006.jpg,7,7,0.97,1\ntesting/1/00007.jpg,1,1,0.98,1\n"
+)
+# your own test digits: the transfer model reads 1 of 2 right, the CNN both
+OWN_ROWS = "own/testing/3/photo_3-ab.jpg,3,3,0.80,1\nown/testing/5/five-cd.jpg,5,6,0.51,0\n"
+OWN_CNN_ROWS = "own/testing/3/photo_3-ab.jpg,3,3,0.90,1\nown/testing/5/five-cd.jpg,5,5,0.77,1\n"
 
 
 @pytest.fixture
@@ -84,18 +97,77 @@ def test_no_shards_says_which_stage_to_run(tmp_path: Path):
         read_shards(tmp_path)
 
 
-def write_test_images(data_root: Path) -> None:
+def write_test_images(data_root: Path, paths: set[str] = ALL_PATHS) -> None:
     rng = np.random.default_rng(0)
-    for path in ALL_PATHS:
+    for path in paths:
         (data_root / path).parent.mkdir(parents=True, exist_ok=True)
         (data_root / path).write_bytes(encode_jpg(rng.integers(0, 256, (28, 28), dtype=np.uint8), 90))
 
 
-def render(predictions_dir: Path, data_root: Path) -> str:
-    predictions = read_shards(predictions_dir)
-    matrix = confusion_matrix(predictions)
-    per_digit = per_digit_table(matrix)
-    return render_report(summary_metrics(predictions, per_digit), per_digit, matrix, misclassified(predictions), data_root)
+def render(predictions_dir: Path, data_root: Path, cnn_dir: Path | None = None, own_manifest: list | None = None) -> str:
+    transfer = model_results("transfer", read_shards(predictions_dir).drop(columns="shard"))
+    cnn = model_results("cnn", read_shards(cnn_dir).drop(columns="shard")) if cnn_dir else None
+    tables = {
+        "misclassified": misclassified(transfer.official),
+        "disagreements": disagreements(transfer.official, cnn.official) if cnn else None,
+        "own": own_table(transfer, cnn, own_manifest or []),
+    }
+    return render_report({"transfer": transfer, "cnn": cnn}, tables, data_root)
+
+
+@pytest.fixture
+def two_models_and_own(predictions_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The transfer shards plus your own digits, and a CNN's single shard on the same images."""
+    (predictions_dir / "shard-1.csv").write_text(SHARD_1 + OWN_ROWS)
+    cnn_dir = tmp_path / "predictions_cnn"
+    cnn_dir.mkdir()
+    (cnn_dir / "shard-0.csv").write_text(CNN_SHARD + OWN_CNN_ROWS)
+    return predictions_dir, cnn_dir
+
+
+def test_two_models_side_by_side_known_answer(two_models_and_own):
+    predictions_dir, cnn_dir = two_models_and_own
+    transfer = model_results("transfer", read_shards(predictions_dir).drop(columns="shard"))
+    cnn = model_results("cnn", read_shards(cnn_dir).drop(columns="shard"))
+    metrics = combined_metrics(transfer, cnn)
+    assert metrics["accuracy"] == pytest.approx(5 / 8) and metrics["n_images"] == 8  # own digits stay out
+    assert metrics["cnn"]["accuracy"] == pytest.approx(6 / 8) and metrics["cnn"]["n_errors"] == 2
+    assert metrics["cnn"]["per_digit"] == {**{str(d): None for d in range(10)}, "0": 0.0, "1": 1.0, "7": 0.75}
+    assert metrics["own"] == {"accuracy": 0.5, "n_images": 2, "per_digit": {**{str(d): None for d in range(10)}, "3": 1.0, "5": 0.0}}
+    assert metrics["cnn"]["own"]["accuracy"] == 1.0
+    table = per_digit_side_by_side(transfer, cnn).set_index("digit")
+    assert table.loc[1, "accuracy"] == pytest.approx(2 / 3) and table.loc[1, "cnn_accuracy"] == 1.0
+    assert table.loc[7, "accuracy"] == 0.5 and table.loc[7, "cnn_accuracy"] == 0.75 and table.loc[0, "cnn_accuracy"] == 0.0
+    differ = disagreements(transfer.official, cnn.official)
+    assert differ[["path", "actual", "transfer", "cnn"]].values.tolist() == [
+        ["testing/0/00008.jpg", 0, 0, 6], ["testing/1/00002.jpg", 1, 7, 1], ["testing/7/00004.jpg", 7, 1, 7],
+    ]
+
+
+def test_own_table_names_the_originals(two_models_and_own):
+    predictions_dir, cnn_dir = two_models_and_own
+    transfer = model_results("transfer", read_shards(predictions_dir).drop(columns="shard"))
+    cnn = model_results("cnn", read_shards(cnn_dir).drop(columns="shard"))
+    manifest = [{"path": "own/testing/5/five-cd.jpg", "original": "data/own/testing/five.png"}]
+    table = own_table(transfer, cnn, manifest)
+    assert table["path"].tolist() == ["own/testing/3/photo_3-ab.jpg", "own/testing/5/five-cd.jpg"]
+    assert table["original"].tolist() == ["", "data/own/testing/five.png"]
+    assert table["predicted"].tolist() == [3, 6] and table["cnn_predicted"].tolist() == [3, 5]
+
+
+def test_html_shows_both_models_disagreements_and_your_handwriting(two_models_and_own, tmp_path: Path):
+    predictions_dir, cnn_dir = two_models_and_own
+    data_root = tmp_path / "jpg"
+    write_test_images(data_root, ALL_PATHS | {"own/testing/3/photo_3-ab.jpg", "own/testing/5/five-cd.jpg"})
+    original = tmp_path / "five.png"
+    from PIL import Image
+
+    Image.new("RGB", (160, 120), "white").save(original)
+    page = render(predictions_dir, data_root, cnn_dir, [{"path": "own/testing/5/five-cd.jpg", "original": str(original)}])
+    assert "62.50%" in page and "75.00%" in page  # both headlines
+    assert "Where the two models disagree (3)" in page
+    assert "Your handwriting (2 digits" in page and page.count("data:image/png;base64,") == 1  # one original found
+    assert "From-scratch CNN" in page
 
 
 def test_html_is_self_contained_with_one_inline_image_per_error(predictions_dir: Path, tmp_path: Path):
@@ -126,9 +198,7 @@ def test_html_is_self_contained_with_one_inline_image_per_error(predictions_dir:
 
 
 def test_html_renders_in_headless_chromium(predictions_dir: Path, tmp_path: Path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if chromium is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium) for the screenshot check")
+    chromium, _driver = require_browser()
     write_test_images(tmp_path / "jpg")
     page = tmp_path / "report.html"
     page.write_text(render(predictions_dir, tmp_path / "jpg"))
@@ -150,7 +220,8 @@ def test_report_stage_cli(predictions_dir: Path, tmp_path: Path):
     write_test_images(tmp_path / "jpg")
     out = tmp_path / "reports"
     subprocess.run(
-        [sys.executable, "-m", "stages.report", "--predictions", str(predictions_dir), "--images", str(tmp_path / "jpg" / "testing"), "--out", str(out)],
+        [sys.executable, "-m", "stages.report", "--predictions", str(predictions_dir), "--images", str(tmp_path / "jpg" / "testing"),
+         "--own", str(tmp_path / "jpg" / "own" / "testing"), "--own-manifest", str(tmp_path / "none.csv"), "--out", str(out)],
         cwd=REPO_ROOT, check=True, capture_output=True,
     )
     metrics = json.loads((out / "metrics.json").read_text())

@@ -1,0 +1,262 @@
+"""The from-scratch CNN: it learns real digits (and not shuffled labels), deterministically; its augmentation and
+the robustness distortions do what they say; its SavedModel agrees with the label_cnn stage; and in the real
+pipeline a CNN-only experiment leaves the transfer model's stages alone."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mnist_transfer.augment import RandomStrokeWidth, augmentation_layers
+from mnist_transfer.cnn import CNN_FILE, Digits, digit_pixels, export_cnn, load_digits, predict_probabilities, train_cnn
+from mnist_transfer.common import DataError
+from mnist_transfer.convert import convert_all, encode_jpg
+from mnist_transfer.distort import DISTORTIONS, distort
+from mnist_transfer.embedding import list_images
+from mnist_transfer.export import LABELS_FILE, load_exported
+from mnist_transfer.idx import read_images, read_labels
+from mnist_transfer.label import PREDICTION_COLUMNS, ParityError, check_exported_parity, parity_sample, shard_of
+from mnist_transfer.label_cnn import write_cnn_shards
+from mnist_transfer.params import CnnAugmentParams, CnnParams
+from mnist_transfer.train import validation_mask
+from tests.conftest import configure_stand_in_run, run_dvc
+
+# a small, quick CNN: enough to learn 2,400 digits in seconds
+FAST = CnnParams(filters=[8, 16], dense_units=32, epochs=4, batch_size=64, patience=4, learning_rate=0.003, seed=1)
+N_DIGITS = 3000
+
+
+@pytest.fixture(scope="module")
+def mnist_digits(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    """The first N_DIGITS real MNIST training digits, with data/jpg-style relative paths."""
+    folder = tmp_path_factory.mktemp("idx")
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (folder / name).write_bytes(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
+    images = read_images(folder / "train-images-idx3-ubyte")[:N_DIGITS, :, :, None]
+    labels = read_labels(folder / "train-labels-idx1-ubyte")[:N_DIGITS].astype(np.int64)
+    paths = np.array([f"training/{label}/{i:05d}.jpg" for i, label in enumerate(labels)])
+    return Digits(images, labels, paths)
+
+
+def split(digits: Digits) -> tuple[Digits, Digits]:
+    is_validation = validation_mask(digits.rel_paths, 20)
+    return digits.subset(~is_validation), digits.subset(is_validation)
+
+
+def test_cnn_learns_real_digits_and_not_shuffled_labels(mnist_digits: Digits):
+    floor = 0.85  # 2,400 training digits, 4 epochs of a small net; chance is 0.1
+    _, summary = train_cnn(*split(mnist_digits), FAST, callbacks=[])
+    assert summary["val_accuracy"] > floor
+    assert summary["n_train"] + summary["n_validation"] == N_DIGITS
+
+    shuffled = np.random.default_rng(5).permutation(mnist_digits.labels)
+    _, control = train_cnn(*split(Digits(mnist_digits.images, shuffled, mnist_digits.rel_paths)), FAST, callbacks=[])
+    assert control["val_accuracy"] < floor and control["val_accuracy"] < 0.3
+
+
+def test_training_is_deterministic_for_a_seed(mnist_digits: Digits):
+    small = mnist_digits.subset(np.arange(1000))
+    quick = FAST.model_copy(update={"epochs": 2})
+    first, _ = train_cnn(*split(small), quick, callbacks=[])
+    second, _ = train_cnn(*split(small), quick, callbacks=[])
+    other_seed, _ = train_cnn(*split(small), quick.model_copy(update={"seed": 2}), callbacks=[])
+    probabilities = predict_probabilities(first, small.images)
+    np.testing.assert_array_equal(probabilities, predict_probabilities(second, small.images))
+    assert not np.array_equal(probabilities, predict_probabilities(other_seed, small.images))
+
+
+def test_empty_validation_split_is_named(mnist_digits: Digits):
+    train = mnist_digits.subset(np.arange(10))
+    with pytest.raises(ValueError, match="train.validation_percentage"):
+        train_cnn(train, train.subset(np.zeros(10, bool)), FAST, callbacks=[])
+
+
+def test_too_many_blocks_are_refused_by_the_schema():
+    with pytest.raises(ValueError, match="filters"):
+        CnnParams(filters=[8, 16, 32])
+
+
+# --- augmentation -------------------------------------------------------------------------------------------
+
+
+def test_stroke_width_thickens_or_thins_each_digit_or_leaves_it():
+    images = np.zeros((64, 28, 28, 1), np.float32)
+    images[:, 10:18, 13:15] = 255.0  # a vertical bar, 2 px wide
+    layer = RandomStrokeWidth(probability=1.0, seed=3)
+    widths = (np.asarray(layer(images, training=True))[:, 14] > 0).sum(axis=(1, 2))  # bar width on row 14
+    assert set(widths) == {1, 3}  # every digit changed: thinner (min pool) or thicker (max pool), both seen
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    unchanged = RandomStrokeWidth(probability=0.0, seed=3)(images, training=True)
+    np.testing.assert_array_equal(np.asarray(unchanged), images)
+
+
+@pytest.mark.parametrize(
+    ("augment", "names"),
+    [
+        (CnnAugmentParams(), ["stroke_width", "rotation", "zoom", "shift"]),
+        (CnnAugmentParams(shift_px=0, rotation_deg=0, zoom=0, stroke_probability=0), []),
+        (CnnAugmentParams(shift_px=3, rotation_deg=0, zoom=0, stroke_probability=0), ["shift"]),
+    ],
+)
+def test_augmentation_layers_follow_the_params(augment: CnnAugmentParams, names: list[str]):
+    assert [layer.name for layer in augmentation_layers(augment, seed=0)] == names
+
+
+def test_shift_augmentation_moves_digits_by_at_most_its_bound():
+    images = np.zeros((32, 28, 28, 1), np.float32)
+    images[:, 13:15, 13:15] = 255.0
+    augment = CnnAugmentParams(shift_px=2, rotation_deg=0, zoom=0, stroke_probability=0)
+    (shift,) = augmentation_layers(augment, seed=0)
+    moved = np.asarray(shift(images, training=True))[..., 0]
+    centres = np.array([np.unravel_index(image.argmax(), image.shape) for image in moved])
+    assert np.abs(centres - 13.5).max() <= 2.5 + 1e-6 and len({tuple(c) for c in centres}) > 1
+
+
+# --- robustness distortions -------------------------------------------------------------------------------
+
+
+def square_digit() -> np.ndarray:
+    image = np.zeros((1, 28, 28, 1), np.uint8)
+    image[0, 10:18, 10:18] = 255  # an 8×8 square, centred on 13.5
+    return image
+
+
+def centre_of_mass(image: np.ndarray) -> np.ndarray:
+    rows, cols = np.indices(image.shape[1:3])
+    weights = image[0, ..., 0].astype(float)
+    return np.array([(rows * weights).sum(), (cols * weights).sum()]) / weights.sum()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_off_centre_moves_the_digit_3_to_5_px(seed: int):
+    moved = distort(square_digit(), "off_centre", seed)
+    assert 3 - 0.01 <= np.linalg.norm(centre_of_mass(moved) - 13.5) <= 5 + 0.01
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rescaled_keeps_the_centre_and_changes_the_size(seed: int):
+    scaled = distort(square_digit(), "rescaled", seed)
+    side = np.sqrt((scaled > 127).sum())  # of the 8 px square
+    assert side <= 8 * 0.8 + 1 or side >= 8 * 1.15 - 1
+    np.testing.assert_allclose(centre_of_mass(scaled), [13.5, 13.5], atol=0.05)
+
+
+def test_stroke_distortions_known_answers():
+    dot = np.zeros((1, 28, 28, 1), np.uint8)
+    dot[0, 5, 5] = 200
+    assert (distort(dot, "thicker", 0) > 0).sum() == 5  # a 3×3 cross around the dot
+    assert distort(square_digit(), "thinner", 0).astype(bool).sum() == 7 * 7
+
+
+def test_distortions_are_deterministic_and_named():
+    images = np.repeat(square_digit(), 4, axis=0)
+    for kind in DISTORTIONS:
+        np.testing.assert_array_equal(distort(images, kind, 7), distort(images, kind, 7))
+    with pytest.raises(ValueError, match="tilted"):
+        distort(images, "tilted", 0)
+
+
+# --- decoding, export and the label_cnn stage's parity --------------------------------------------------------
+
+
+def test_digit_pixels_keeps_28px_images_and_resizes_others():
+    image = np.random.default_rng(0).integers(0, 256, (1, 28, 28, 1), dtype=np.uint8)
+    np.testing.assert_array_equal(digit_pixels(image).numpy(), image.astype(np.float32))
+    assert digit_pixels(np.zeros((2, 56, 40, 1), np.uint8)).shape == (2, 28, 28, 1)
+
+
+def test_undecodable_image_is_named(tmp_path: Path):
+    (tmp_path / "testing" / "3").mkdir(parents=True)
+    (tmp_path / "testing" / "3" / "good.jpg").write_bytes(encode_jpg(np.zeros((28, 28), np.uint8), 95))
+    (tmp_path / "testing" / "3" / "torn.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match="torn.jpg"):
+        load_digits(list_images(tmp_path / "testing", tmp_path), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def exported_cnn(mnist_digits: Digits, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    cnn, _ = train_cnn(*split(mnist_digits.subset(np.arange(1000))), FAST.model_copy(update={"epochs": 2}), [])
+    model_dir = tmp_path_factory.mktemp("export") / "cnn"
+    export_cnn(cnn, model_dir)
+    return cnn, model_dir
+
+
+def test_saved_model_agrees_with_the_label_cnn_stage(exported_cnn, tiny_idx_dir: Path, tmp_path: Path):
+    cnn, model_dir = exported_cnn
+    convert_all(tiny_idx_dir, tmp_path / "jpg", limit_per_class=None, quality=95, workers=1)
+    data_root = tmp_path / "jpg"
+    records = list_images(data_root / "testing", data_root)
+    out_dir = tmp_path / "predictions_cnn"
+    summaries = write_cnn_shards(records, data_root, cnn, n_shards=3, out_dir=out_dir)
+    assert [s.n_images for s in summaries] == [sum(shard_of(r.rel_path, 3) == k for r in records) for k in range(3)]
+    for index in range(3):
+        with open(out_dir / f"shard-{index}.csv", newline="") as handle:
+            rows = list(csv.reader(handle))
+        assert tuple(rows[0]) == PREDICTION_COLUMNS
+        assert all(shard_of(row[0], 3) == index for row in rows[1:])  # the label stage's shard assignment
+    assert check_exported_parity(parity_sample(records, 15), data_root, model_dir, out_dir) == 15
+
+    shard = out_dir / "shard-0.csv"  # the check can fail: a shard that disagrees with the model
+    rows = list(csv.reader(shard.open(newline="")))
+    rows[1][2] = str((int(rows[1][2]) + 1) % 10)
+    with shard.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    with pytest.raises(ParityError, match="train/serve skew"):
+        check_exported_parity(records, data_root, model_dir, out_dir)
+
+
+def test_saved_model_signatures_match_the_transfer_model(exported_cnn, mnist_digits: Digits):
+    cnn, model_dir = exported_cnn
+    assert (model_dir / LABELS_FILE).read_text().split() == [str(d) for d in range(10)]
+    assert (model_dir / CNN_FILE).is_file()
+    exported = load_exported(model_dir)
+    assert set(exported.signatures) >= {"serving_default", "predict_images"}
+    images = mnist_digits.images[:8]
+    decoded = exported.signatures["predict_images"](images=tf.constant(images))
+    np.testing.assert_allclose(decoded["probabilities"].numpy(), predict_probabilities(cnn, images), atol=1e-5)
+    np.testing.assert_array_equal(decoded["digit"].numpy(), decoded["probabilities"].numpy().argmax(axis=1))
+    encoded = [tf.io.encode_png(image).numpy() for image in images]  # lossless: the same pixels again
+    served = exported.signatures["serving_default"](images=tf.constant(encoded))
+    np.testing.assert_allclose(served["probabilities"].numpy(), decoded["probabilities"].numpy(), atol=1e-5)
+    big = tf.image.resize(images[:1], (56, 56)).numpy().astype(np.uint8)  # other sizes are resized to 28 px
+    assert exported.signatures["predict_images"](images=tf.constant(big))["probabilities"].shape == (1, 10)
+
+
+# --- the real pipeline ------------------------------------------------------------------------------------------
+
+
+def test_dvc_repro_cnn_stages_and_a_cnn_only_experiment(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
+    configure_stand_in_run(
+        pipeline_repo, mnist_dir, limit_per_class=20,
+        extra={"cnn.epochs": 3, "train.epochs": 3, "label.shards": 2, "label.parity_sample": 40},
+    )
+    # the transfer model's training and the CNN's stages (not the transfer labelling and report: time)
+    first = run_dvc(pipeline_repo, "repro", "train", "label_cnn")
+    log = first.stdout + first.stderr
+    assert "agrees with the label_cnn stage on 40 sampled test images" in log
+    model_dir = pipeline_repo / "data" / "cnn"
+    assert (model_dir / "saved_model" / "saved_model.pb").is_file() and (model_dir / LABELS_FILE).is_file()
+    shards = sorted((pipeline_repo / "data" / "predictions_cnn").glob("shard-*.csv"))
+    paths = [row["path"] for shard in shards for row in csv.DictReader(shard.open(newline=""))]
+    assert len(shards) == 2 and sorted(paths) == sorted(f"testing/{p.parent.name}/{p.name}" for p in (
+        pipeline_repo / "data" / "jpg" / "testing").glob("*/*.jpg"))
+    metrics = json.loads((pipeline_repo / "reports" / "cnn" / "metrics.json").read_text())
+    assert metrics["best"]["n_train"] + metrics["best"]["n_validation"] == 200
+    assert set(metrics["best"]["robustness"]) == {*DISTORTIONS, "mean"}
+    plots = json.loads(run_dvc(pipeline_repo, "plots", "show", "--json").stdout)["data"]
+    loss_points = plots["CNN training loss (train vs validation)"][0]["content"]["data"]["values"]
+    assert {point["filename"] for point in loss_points} == {"train/loss.tsv", "eval/loss.tsv"}
+
+    # a CNN-only experiment: the transfer model's stages are not rerun (same targets, so DVC reports on them)
+    experiment = run_dvc(pipeline_repo, "exp", "run", "-S", "cnn.dropout=0.2", "train", "label_cnn")
+    log = experiment.stdout + experiment.stderr
+    assert "Stage 'bottlenecks' didn't change, skipping" in log
+    assert "Stage 'train' didn't change, skipping" in log
+    assert "Running stage 'train_cnn'" in log and "Running stage 'label_cnn'" in log
