@@ -1,0 +1,139 @@
+"""The draw-a-digit page in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium),
+against `mnist-transfer serve` started on a free loopback port: draw MNIST digits stroke by stroke, read
+the prediction the page shows, upload a photo, teach it, and keep a screenshot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT, photo_of_digit, require_browser
+
+CANVAS_PX = 280
+TEST_DIGITS = (0, 1, 7)  # which MNIST test digits are replayed (the first of each class)
+
+def strokes_of(pixels: np.ndarray) -> list[list[tuple[float, float]]]:
+    """Pen strokes that redraw an MNIST digit: its skeleton, traced into polylines, in canvas pixels."""
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(pixels > 100)
+    unvisited = {tuple(p) for p in np.argwhere(skeleton)}
+    scale = CANVAS_PX / 28
+
+    def neighbours(point: tuple[int, int]) -> list[tuple[int, int]]:
+        row, col = point
+        return [(row + dr, col + dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr or dc) and (row + dr, col + dc) in unvisited]
+
+    strokes = []
+    while unvisited:
+        # start at an end point (one neighbour) when there is one, so strokes are long
+        point = min(unvisited, key=lambda p: (len(neighbours(p)) != 1, p))
+        stroke = [point]
+        unvisited.discard(point)
+        while next_points := neighbours(stroke[-1]):
+            stroke.append(next_points[0])
+            unvisited.discard(next_points[0])
+        strokes.append([((col + 0.5) * scale, (row + 0.5) * scale) for row, col in stroke])
+    return strokes
+
+
+def draw(driver, canvas, strokes: list[list[tuple[float, float]]]) -> None:
+    """Replay strokes as real pointer input (W3C actions: pointerdown, pointermove…, pointerup)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    for stroke in strokes:
+        actions = ActionChains(driver, duration=0)
+        x, y = stroke[0]
+        actions.move_to_element_with_offset(canvas, int(x - CANVAS_PX / 2), int(y - CANVAS_PX / 2)).click_and_hold()
+        for (x0, y0), (x1, y1) in zip(stroke, stroke[1:]):
+            actions.move_by_offset(int(round(x1)) - int(round(x0)), int(round(y1)) - int(round(y0)))
+        actions.release().perform()
+
+
+def wait_for(driver, condition: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not driver.execute_script(f"return {condition};"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {condition}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(exported_model: Path, tmp_path: Path, unused_tcp_port: int):
+    own_dir = tmp_path / "own"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnist_transfer", "serve", "--port", str(unused_tcp_port), "--model", str(exported_model),
+         "--cnn-model", str(tmp_path / "no-cnn"), "--own-dir", str(own_dir)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    url = f"http://127.0.0.1:{unused_tcp_port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the server did not start:\n{process.stdout.read()}")
+            time.sleep(0.5)
+    yield url, own_dir
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, chromedriver = require_browser()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,1100", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)  # the system driver: nothing downloaded
+    yield driver
+    driver.quit()
+
+
+def test_draw_upload_and_teach_in_chromium(browser, server, mnist_arrays, tmp_path: Path):
+    from selenium.webdriver.common.by import By
+
+    url, own_dir = server
+    browser.get(url)
+    canvas = browser.find_element(By.ID, "canvas")
+    images, labels = mnist_arrays["testing"]
+    read = {}
+    for digit in TEST_DIGITS:
+        browser.find_element(By.ID, "clear").click()
+        draw(browser, canvas, strokes_of(images[np.flatnonzero(labels == digit)[0]]))
+        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('result-digit').textContent !== '?'")
+        read[digit] = int(browser.find_element(By.ID, "result-digit").text)
+    assert read == {digit: digit for digit in TEST_DIGITS}
+    assert browser.find_element(By.ID, "normalised").get_attribute("src").startswith("data:image/png;base64,")
+
+    photo = tmp_path / "photo_of_a_three.jpg"
+    photo_of_digit(images[np.flatnonzero(labels == 3)[0]], seed=3).save(photo)
+    browser.find_element(By.ID, "upload").send_keys(str(photo))
+    wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('status').textContent.includes('transfer:')")
+    browser.find_element(By.ID, "digit-select").send_keys("3")
+    browser.find_element(By.ID, "teach").click()
+    wait_for(browser, "document.getElementById('teach-status').textContent.includes('Saved as')")
+    saved = list((own_dir / "training" / "3").iterdir())
+    assert len(saved) == 1 and saved[0].read_bytes() == photo.read_bytes()
+    screenshot = tmp_path / "draw-a-digit.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("SCREENSHOT_DIR"):  # how the README's screenshot was made
+        shutil.copy(screenshot, Path(os.environ["SCREENSHOT_DIR"]) / screenshot.name)
