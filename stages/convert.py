@@ -1,9 +1,11 @@
-"""Convert the MNIST IDX files to verified grayscale JPGs in one folder per digit, plus a manifest.
+"""Convert the MNIST IDX files, or Kaggle's CSVs, to verified grayscale JPGs in one folder per digit, plus a manifest.
 
-Reads data/idx/*-ubyte and params `data.limit_per_class`, `data.jpeg_quality`, `data.convert_workers`
-→ writes data/jpg/{training,testing}/<digit>/<index>.jpg and data/jpg/manifest.csv.
+Reads data/idx/*-ubyte (`data.source: mnist`) or <data.kaggle_dir>/{train,test}.csv (`kaggle`) and params
+`data.limit_per_class`, `data.jpeg_quality`, `data.convert_workers`, `data.kaggle_holdout_percentage`
+→ writes data/jpg/{training,testing}/<digit>/<index>.jpg, data/jpg/unlabelled/ (test.csv's rows as
+<ImageId>.jpg; a note with MNIST) and data/jpg/manifest.csv.
 
-Thin DVC entry point: the work is done in mnist_transfer.convert.
+Thin DVC entry point: the work is done in mnist_transfer.convert and mnist_transfer.kaggle.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import os
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging
-from mnist_transfer.convert import convert_all, write_manifest
+from mnist_transfer.common import load_params, run_stage, setup_logging, write_placeholder
+from mnist_transfer.convert import NO_UNLABELLED_NOTE, UNLABELLED, convert_all, write_manifest
 from mnist_transfer.idx import SPLITS
+from mnist_transfer.kaggle import KaggleSource, convert_kaggle
 
 log = logging.getLogger("convert")
 
@@ -25,22 +28,25 @@ def main() -> None:
     setup_logging()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--idx", type=Path, required=True, help="folder of IDX files (data/idx)")
+    parser.add_argument("--kaggle", type=Path, required=True, help="folder of Kaggle's CSVs (data.kaggle_dir)")
     parser.add_argument("--out", type=Path, required=True, help="JPG root (data/jpg)")
     parser.add_argument("--manifest", type=Path, required=True, help="manifest CSV (data/jpg/manifest.csv)")
     args = parser.parse_args()
     params = load_params("data")
+    limit_per_class, quality = params.get("limit_per_class"), int(params["jpeg_quality"])
+    workers = int(params.get("convert_workers") or os.cpu_count() or 1)
     started = time.perf_counter()
-    rows = convert_all(
-        idx_dir=args.idx,
-        out_dir=args.out,
-        limit_per_class=params.get("limit_per_class"),
-        quality=int(params.get("jpeg_quality", 95)),
-        workers=int(params.get("convert_workers") or os.cpu_count() or 1),
-    )
+    if params["source"] == "kaggle":
+        source = KaggleSource(args.kaggle, float(params["kaggle_holdout_percentage"]))
+        rows = convert_kaggle(source, args.out, limit_per_class, quality, workers)
+    else:
+        rows = convert_all(args.idx, args.out, limit_per_class, quality, workers)
+        write_placeholder(args.out / UNLABELLED, NO_UNLABELLED_NOTE)
     write_manifest(rows, args.manifest)
-    for split in SPLITS:
+    for split in (*SPLITS, UNLABELLED):
         log.info("%s: %d JPGs", split, sum(row.split == split for row in rows))
-    log.info("wrote and verified %d JPGs to %s in %.1fs", len(rows), args.out, time.perf_counter() - started)
+    log.info("wrote and verified %d JPGs from %s to %s in %.1fs", len(rows), params["source"], args.out,
+             time.perf_counter() - started)
 
 
 if __name__ == "__main__":

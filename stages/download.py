@@ -1,6 +1,7 @@
 """Download the four MNIST .gz files from the first mirror that serves them intact.
 
 Reads params `data.mirrors`, `data.files` (name, bytes, sha256), `data.download` → writes data/raw/*.gz.
+With `data.source: kaggle` there is nothing to download: data/raw holds only a note.
 
 Thin DVC entry point: the work is done in mnist_transfer.download.
 """
@@ -13,7 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging
+from mnist_transfer.common import load_params, run_stage, setup_logging, write_placeholder
 from mnist_transfer.download import RetryPolicy, download_all, expected_files
 
 log = logging.getLogger("download")
@@ -25,6 +26,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the .gz files (data/raw)")
     args = parser.parse_args()
     params = load_params("data")
+    if params["source"] == "kaggle":  # the convert stage reads Kaggle's CSVs from data.kaggle_dir
+        write_placeholder(args.out, "data.source is kaggle: no MNIST files downloaded.")
+        log.info("data.source is kaggle: nothing to download")
+        return
     retry = RetryPolicy(**params.get("download", {}))
     files = expected_files(params["files"])
     if args.out.exists():

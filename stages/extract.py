@@ -1,6 +1,7 @@
 """Gunzip the MNIST .gz files and validate the IDX files they hold.
 
 Reads data/raw/*.gz and params `data.split_sizes` → writes data/idx/*-ubyte.
+With `data.source: kaggle` there is nothing to extract: data/idx holds only a note.
 
 Thin DVC entry point: the work is done in mnist_transfer.extract.
 """
@@ -12,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging
+from mnist_transfer.common import load_params, run_stage, setup_logging, write_placeholder
 from mnist_transfer.extract import extract_all
 
 log = logging.getLogger("extract")
@@ -24,7 +25,12 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, required=True, help="folder of .gz files (data/raw)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the IDX files (data/idx)")
     args = parser.parse_args()
-    split_sizes = load_params("data").get("split_sizes") or {}
+    params = load_params("data")
+    if params["source"] == "kaggle":  # the convert stage reads Kaggle's CSVs from data.kaggle_dir
+        write_placeholder(args.out, "data.source is kaggle: no MNIST IDX files.")
+        log.info("data.source is kaggle: nothing to extract")
+        return
+    split_sizes = params.get("split_sizes") or {}
     started = time.perf_counter()
     headers = extract_all(args.raw, args.out, split_sizes)
     for name, header in headers.items():
