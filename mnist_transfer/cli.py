@@ -13,6 +13,10 @@ from typing import Sequence
 
 # subcommand → (module, one-line help); the module's docstring is the subcommand's --help description
 SUBCOMMANDS = {
+    "serve": ("mnist_transfer.serve", "serve the draw-a-digit page and its JSON API on the exported models"),
+    "check-params": ("mnist_transfer.check_params", "validate params.yaml without running anything"),
+    "predict": ("mnist_transfer.predict", "read the digit in image files: photos, scans, drawings (normalised first)"),
+    "kaggle-csvs": ("mnist_transfer.kaggle_csvs", "write a Kaggle Digit Recognizer train.csv/test.csv pair made from MNIST"),
 }
 
 EXIT_USAGE = 2

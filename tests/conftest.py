@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from mnist_transfer.backbone import FEATURE_DIM, BackboneSpec
 from mnist_transfer.idx import encode_idx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Files a fresh clone needs to run the pipeline; data/ and reports/ are produced by it.
-PIPELINE_FILES = ("dvc.yaml", "params.yaml", "stages", "mnist_transfer", ".dvc/config", ".dvc/.gitignore")
+PIPELINE_FILES = (
+    "dvc.yaml", "params.yaml", "stages", "mnist_transfer", "data/own", "data/kaggle/README.md", ".dvc/config",
+    ".dvc/.gitignore",
+)
 
 
 def mnist_mirror_dir() -> Path:
@@ -36,6 +40,18 @@ def mnist_dir() -> Path:
             pytest.fail(f"REQUIRE_MNIST=1 but {reason}")
         pytest.skip(reason)
     return folder
+
+
+def require_browser() -> tuple[str, str]:
+    """(chromium, chromedriver) paths; skip without them, or fail under REQUIRE_BROWSER=1 (as CI runs)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        reason = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but the test {reason}")
+        pytest.skip(reason)
+    return chromium, driver
 
 
 def tiny_split(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +118,8 @@ def update_params(repo: Path, updates: dict[str, object]) -> None:
 
 
 def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, extra: dict | None = None) -> None:
-    """Params for a quick offline run: local mirror, a few images per digit, the random stand-in at 75 px."""
+    """Params for a quick offline run: local mirror, a few images per digit, the random stand-in at 75 px,
+    a CNN trained for 2 epochs."""
     update_params(
         repo,
         {
@@ -111,6 +128,9 @@ def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, ex
             "backbone.source": "keras",
             "backbone.weights": "random",
             "backbone.image_size": 75,
+            "cnn.epochs": 2,
+            # a CNN trained for seconds has near-ties that int8 weights flip (measured: 1 of 40 sampled digits)
+            "label.tflite_min_agreement": 0.9,
             **(extra or {}),
         },
     )
@@ -159,3 +179,75 @@ class FakeEmbedder:
             raise RuntimeError("simulated crash in the backbone")
         means = np.array([np.asarray(Image.open(io.BytesIO(blob))).mean() / 255 for blob in encoded], np.float32)
         return means[:, None] + np.arange(FEATURE_DIM, dtype=np.float32)[None, :]
+
+
+def photo_of_digit(pixels: np.ndarray, seed: int, scale: int = 6) -> Image.Image:
+    """A synthetic phone photo of an MNIST digit (uint8 (28, 28), white on black): dark ink on grey paper with
+    noise and faint grid lines, `scale` times larger, off-centre, slightly blurred."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(seed)
+    side = 28 * scale
+    ink = np.asarray(Image.fromarray(pixels).resize((side, side), Image.Resampling.BILINEAR), np.float32) / 255
+    height, width = side + 60, side + 80
+    paper = rng.normal(185, 6, (height, width))
+    paper[:: scale * 4, :] -= 25  # faint grid lines of squared paper
+    paper[:, :: scale * 4] -= 25
+    top, left = rng.integers(0, 60), rng.integers(0, 80)
+    region = paper[top : top + side, left : left + side]
+    paper[top : top + side, left : left + side] = region * (1 - ink) + 35 * ink
+    image = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
+    return image.filter(ImageFilter.GaussianBlur(radius=scale / 4))
+
+
+@pytest.fixture(scope="session")
+def mnist_arrays(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """MNIST as arrays: {"training" | "testing": (uint8 (n, 28, 28) images, uint8 (n,) labels)}."""
+    from mnist_transfer.idx import SPLITS, read_images, read_labels
+
+    folder = tmp_path_factory.mktemp("idx")
+    arrays = {}
+    for split, (images_name, labels_name) in SPLITS.items():
+        for name in (images_name, labels_name):
+            (folder / name).write_bytes(gzip.decompress((mnist_dir / f"{name}.gz").read_bytes()))
+        arrays[split] = (read_images(folder / images_name), read_labels(folder / labels_name))
+    return arrays
+
+
+EXPORTED_PER_DIGIT = 200  # training digits per class of the session's exported model
+
+
+@pytest.fixture(scope="session")
+def exported_model(mnist_arrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder as the train stage exports it (stand-in backbone at 75 px, head on 2,000 MNIST
+    training digits): for the tools that load data/model (predict, serve)."""
+    from mnist_transfer.backbone import load_backbone
+    from mnist_transfer.convert import encode_jpg
+    from mnist_transfer.export import export_model
+    from mnist_transfer.train import HeadParams, train_head, validation_mask
+
+    images, labels = mnist_arrays["training"]
+    keep = np.concatenate([np.flatnonzero(labels == d)[:EXPORTED_PER_DIGIT] for d in range(10)])
+    spec = BackboneSpec("keras", "", "random", 75)
+    features = load_backbone(spec).embed_encoded([encode_jpg(images[i], 95) for i in keep], batch_size=128)
+    is_validation = validation_mask(np.array([f"training/{labels[i]}/{i:05d}.jpg" for i in keep]), 10)
+    head, _ = train_head(features, labels[keep], is_validation, HeadParams(epochs=40, patience=8), [])
+    model_dir = tmp_path_factory.mktemp("exported") / "model"
+    export_model(head, spec, model_dir)
+    return model_dir
+
+
+def dvc_result(repo: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real dvc CLI in repo and return its result, failures included (run_dvc fails the test on them)."""
+    env = dict(env or os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("MNIST_TRANSFER_DEBUG", None)  # the user's view: one-line errors
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def commit_all(repo: Path, message: str) -> None:
+    """Commit the repo's whole working tree (params, dvc.lock, uncached reports): a baseline to get back to."""
+    git = ["git", "-c", "user.name=pipeline-tests", "-c", "user.email=tests@localhost"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
