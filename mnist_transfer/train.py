@@ -59,14 +59,26 @@ def validation_mask(rel_paths: np.ndarray, validation_percentage: float) -> np.n
     return np.array([in_validation(str(path), validation_percentage) for path in rel_paths], dtype=bool)
 
 
-def build_head(features: np.ndarray, params: HeadParams) -> Any:
-    """A Keras head: standardise the features (statistics of `features`), optional hidden layer, softmax."""
+def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance of features[rows], in chunks: no copy of the selected rows is made."""
+    index = np.flatnonzero(rows)
+    total = np.zeros(features.shape[1], np.float64)
+    total_sq = np.zeros(features.shape[1], np.float64)
+    for start in range(0, len(index), chunk_rows):
+        chunk = features[index[start:start + chunk_rows]].astype(np.float64)
+        total += chunk.sum(axis=0)
+        total_sq += np.square(chunk).sum(axis=0)
+    mean = total / len(index)
+    return mean, np.maximum(total_sq / len(index) - np.square(mean), 0.0)
+
+
+def build_head(mean: np.ndarray, variance: np.ndarray, params: HeadParams) -> Any:
+    """A Keras head: standardise the features (the given statistics), optional hidden layer, softmax."""
     import keras
 
     keras.utils.set_random_seed(params.seed)
-    normalize = keras.layers.Normalization(name="standardize")
-    normalize.adapt(features)
-    layers = [keras.Input(shape=(features.shape[1],), name="features"), normalize]
+    normalize = keras.layers.Normalization(mean=mean.astype(np.float32), variance=variance.astype(np.float32), name="standardize")
+    layers = [keras.Input(shape=(len(mean),), name="features"), normalize]
     if params.hidden_units > 0:
         layers.append(keras.layers.Dense(params.hidden_units, activation="relu", name="hidden"))
     if params.dropout > 0:
@@ -79,6 +91,48 @@ def build_head(features: np.ndarray, params: HeadParams) -> Any:
         metrics=["accuracy"],
     )
     return head
+
+
+def feature_batches(
+    features: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    batch_size: int,
+    sample_weight: np.ndarray | None = None,
+    shuffle_seed: int | None = None,
+) -> Any:
+    """A keras.utils.PyDataset of (features, one-hot[, weight]) batches of features[rows].
+
+    Each batch is gathered from the one features array when Keras asks for it, so training never holds a
+    second copy of the training set (the head's peak memory stays that of the features file). With
+    `shuffle_seed`, the order is reshuffled every epoch, deterministically.
+    """
+    import keras
+
+    index = np.flatnonzero(rows)
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = index.copy()
+            self.rng = None if shuffle_seed is None else np.random.default_rng(shuffle_seed)
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return -(-len(self.order) // batch_size)
+
+        def __getitem__(self, batch: int) -> tuple:
+            take = np.sort(self.order[batch * batch_size:(batch + 1) * batch_size])  # sorted: faster gather
+            one_hot = np.eye(N_CLASSES, dtype=np.float32)[labels[take]]
+            if sample_weight is None:
+                return features[take], one_hot
+            return features[take], one_hot, sample_weight[take]
+
+        def on_epoch_end(self) -> None:
+            if self.rng is not None:
+                self.rng.shuffle(self.order)
+
+    return Batches()
 
 
 def train_head(
@@ -102,17 +156,17 @@ def train_head(
     tf.config.experimental.enable_op_determinism()
     if is_validation.all() or not is_validation.any():
         raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
-    one_hot = keras.utils.to_categorical(labels, N_CLASSES)
     train, valid = ~is_validation, is_validation
-    head = build_head(features[train], params)
+    head = build_head(*feature_statistics(features, train), params)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True)
-    weights = None if sample_weight is None else np.asarray(sample_weight, np.float32)[train]
+    weights = None if sample_weight is None else np.asarray(sample_weight, np.float32)
     history = head.fit(
-        features[train], one_hot[train], sample_weight=weights, validation_data=(features[valid], one_hot[valid]),
-        epochs=params.epochs, batch_size=params.batch_size, shuffle=True, verbose=0, callbacks=[stop, *callbacks],
+        feature_batches(features, labels, train, params.batch_size, weights, shuffle_seed=params.seed),
+        validation_data=feature_batches(features, labels, valid, 4096),
+        epochs=params.epochs, verbose=0, callbacks=[stop, *callbacks],
     )
-    train_loss, train_accuracy = head.evaluate(features[train], one_hot[train], batch_size=4096, verbose=0)
-    val_loss, val_accuracy = head.evaluate(features[valid], one_hot[valid], batch_size=4096, verbose=0)
+    train_loss, train_accuracy = head.evaluate(feature_batches(features, labels, train, 4096), verbose=0)
+    val_loss, val_accuracy = head.evaluate(feature_batches(features, labels, valid, 4096), verbose=0)
     summary = {
         "train_accuracy": float(train_accuracy), "train_loss": float(train_loss),
         "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
