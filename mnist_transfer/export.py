@@ -16,7 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -136,6 +136,19 @@ def export_model(head: Any, spec: BackboneSpec, model_dir: Path) -> None:
     module = build_serving_module(load_backbone(spec), head)
     signatures = {**classifier_signatures(module), "features": module.features}
     save_classifier(module, signatures, model_dir, lambda folder: head.save(folder / HEAD_FILE), tflite_quantisable(spec))
+
+
+def serve_files(served: Any, paths: Sequence[Path], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An exported model's serving_default signature on the encoded bytes of image files, batch by batch
+    → digits (n,), probabilities (n, 10). The model decodes the bytes with TensorFlow's decoder, as the stages do."""
+    import tensorflow as tf
+
+    digits, probabilities = [np.empty(0, np.int64)], [np.empty((0, N_CLASSES), np.float32)]
+    for start in range(0, len(paths), batch_size):
+        outputs = served(images=tf.constant([path.read_bytes() for path in paths[start : start + batch_size]]))
+        digits.append(outputs["digit"].numpy())
+        probabilities.append(outputs["probabilities"].numpy())
+    return np.concatenate(digits), np.concatenate(probabilities)
 
 
 def load_exported(model_dir: Path) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 
 from mnist_transfer.common import DataError, ParamsError, StageError, atomic_path
 from mnist_transfer.embedding import ImageRecord
-from mnist_transfer.export import TFLITE_FILE, load_exported, load_tflite
+from mnist_transfer.export import TFLITE_FILE, load_exported, load_tflite, serve_files
 from mnist_transfer.feature_store import FeatureStore
 from mnist_transfer.idx import N_CLASSES
 
@@ -112,24 +112,19 @@ def check_exported_parity(
 ) -> int:
     """The exported SavedModel must predict what the shards say: same digit, probabilities within PARITY_ATOL;
     model.tflite the same digit on ≥ tflite_min_agreement of the sample (check_tflite_parity)."""
-    import tensorflow as tf
-
     if not sample:
         return 0
     reported = read_predictions(predictions_dir)
     served = load_exported(model_dir).signatures["serving_default"]
-    for start in range(0, len(sample), 64):
-        part = sample[start : start + 64]
-        encoded = tf.constant([(data_root / r.rel_path).read_bytes() for r in part])
-        outputs = served(images=encoded)
-        for record, digit, probabilities in zip(part, outputs["digit"].numpy(), outputs["probabilities"].numpy()):
-            expected = reported[record.rel_path]
-            gap = float(np.abs(probabilities - expected["probabilities"]).max())
-            if digit != expected["predicted"] or gap > PARITY_ATOL:
-                raise ParityError(
-                    f"{record.rel_path}: the exported model in {model_dir} says {digit}, the label stage says "
-                    f"{expected['predicted']} (largest probability gap {gap:.2e}); train/serve skew"
-                )
+    digits, probabilities = serve_files(served, [data_root / r.rel_path for r in sample], batch_size=64)
+    for record, digit, record_probabilities in zip(sample, digits, probabilities):
+        expected = reported[record.rel_path]
+        gap = float(np.abs(record_probabilities - expected["probabilities"]).max())
+        if digit != expected["predicted"] or gap > PARITY_ATOL:
+            raise ParityError(
+                f"{record.rel_path}: the exported model in {model_dir} says {digit}, the label stage says "
+                f"{expected['predicted']} (largest probability gap {gap:.2e}); train/serve skew"
+            )
     check_tflite_parity(sample, data_root, model_dir, reported, tflite_min_agreement)
     return len(sample)
 

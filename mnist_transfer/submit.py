@@ -15,7 +15,7 @@ import numpy as np
 
 from mnist_transfer.common import DataError, atomic_path, sha256_bytes
 from mnist_transfer.embedding import ImageRecord
-from mnist_transfer.export import HEAD_FILE
+from mnist_transfer.export import HEAD_FILE, serve_files
 from mnist_transfer.feature_store import FeatureStore
 from mnist_transfer.inference import DigitModel
 from mnist_transfer.kaggle import SUBMISSION_HEADER
@@ -89,11 +89,5 @@ def exported_model_digits(model_dir: Path, paths: Sequence[Path]) -> np.ndarray:
     The encoded bytes go in, so the model decodes them with TensorFlow's decoder, as every stage does: fed
     PIL-decoded pixels instead (predict_images), the stand-in transfer model changed 5 of 50 digits here.
     """
-    import tensorflow as tf
-
     served = DigitModel.load(model_dir).loaded.signatures["serving_default"]
-    digits = [np.empty(0, np.int64)]
-    for start in range(0, len(paths), EXPORTED_BATCH):
-        encoded = tf.constant([path.read_bytes() for path in paths[start : start + EXPORTED_BATCH]])
-        digits.append(served(images=encoded)["digit"].numpy())
-    return np.concatenate(digits)
+    return serve_files(served, paths, EXPORTED_BATCH)[0]
