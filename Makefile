@@ -6,28 +6,44 @@ export PATH := $(BIN):$(PATH)
 # TensorFlow's C++ log: warnings and errors only
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: repro repro-offline test install
+.PHONY: repro repro-offline demo test test-fast docs docs-serve install
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $@
 
 repro: install
 	dvc repro
 
-# No network: the local MNIST copy as the mirror and the seeded random stand-in backbone at 75 px,
-# as a DVC experiment (`dvc exp show` lists it; its params stay in the workspace until `git checkout params.yaml`).
-# The head params are the winner of the README's queued sweep (chosen by validation accuracy on the stand-in's features).
+# No network: the local MNIST copy as the mirror and the offline profile of mnist_transfer/params.py (the seeded
+# random stand-in backbone at 75 px and its tuned head), as a DVC experiment (`dvc exp show` lists it; its params
+# stay in the workspace until `git checkout params.yaml`).
 MNIST ?= ../shared/mnist
-OFFLINE_HEAD := -S train.hidden_units=512 -S train.dropout=0.5 -S train.label_smoothing=0.1 \
-	-S train.batch_size=1024 -S train.epochs=60 -S train.patience=10
 repro-offline: install
-	dvc exp run -S 'data.mirrors=["$(abspath $(MNIST))"]' -S backbone.source=keras \
-		-S backbone.weights=random -S backbone.image_size=75 $(OFFLINE_HEAD)
+	dvc exp run $$(python scripts/offline_args.py $(MNIST))
 
+# The five-minute tour: the offline pipeline on 300 digits per class in demo/ (its own git + DVC project), then a
+# guide to the report, predict, serve and experiments. This workspace's params.yaml is left as it is.
+demo: install
+	python scripts/demo.py --mnist $(MNIST)
+
+# Every test, one tier after another (fast, slow, cluster, browser, e2e: markers in pyproject.toml), ending with
+# a line of seconds per tier; fails if any tier failed.
 test: install
-	python -m pytest
+	scripts/test_tiers.sh
+
+# The fast tier alone (unmarked tests, under 2 minutes on 2 cores): what to run every few minutes.
+test-fast: install
+	python -m pytest -m "not e2e and not browser and not cluster and not slow"
+
+# The docs site (MkDocs + Material + mkdocstrings; builds offline): `make docs` writes site/ and fails on any
+# warning, broken links included; `make docs-serve` previews it on http://127.0.0.1:8001/ (8000 is serve's).
+docs: install
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 mkdocs serve --strict -a 127.0.0.1:8001

@@ -19,19 +19,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from mnist_transfer.backbone import BackboneSpec, load_backbone
-from mnist_transfer.common import sha256_bytes
-from mnist_transfer.embedding import (
+from benchmarks.record import add_record_flag, record
+from mnist_transfer.data.records import list_images, sha256_bytes
+from mnist_transfer.features.backbone import BackboneSpec, load_backbone
+from mnist_transfer.features.embedding import (
     BackboneEmbedder,
     EmbedRun,
     ExecutorSpec,
     dask_client,
     ensure_features,
     fill_store,
-    list_images,
     tf_threads_per_worker,
 )
-from mnist_transfer.feature_store import FeatureStore
+from mnist_transfer.features.feature_store import FeatureStore
+from mnist_transfer.params import OFFLINE_PROFILE, BottlenecksParams
 
 
 def raw_images_per_s(spec: BackboneSpec, n_images: int, batch_size: int) -> float:
@@ -77,11 +78,12 @@ def cold_images_per_s(records: list, data_root: Path, embedder: BackboneEmbedder
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=Path("data/jpg/training"), help="a split folder of JPGs")
-    parser.add_argument("--image-size", type=int, default=75)
+    parser.add_argument("--image-size", type=int, default=OFFLINE_PROFILE["backbone.image_size"])
     parser.add_argument("--n-images", type=int, default=8192)
-    parser.add_argument("--batch-size", type=int, default=128, help="bottlenecks.batch_size")
-    parser.add_argument("--chunk-images", type=int, default=1024, help="bottlenecks.chunk_images")
-    parser.add_argument("--workers", type=int, default=1, help="bottlenecks.workers")
+    parser.add_argument("--batch-size", type=int, default=BottlenecksParams().batch_size, help="bottlenecks.batch_size")
+    parser.add_argument("--chunk-images", type=int, default=BottlenecksParams().chunk_images, help="bottlenecks.chunk_images")
+    parser.add_argument("--workers", type=int, default=BottlenecksParams().workers, help="bottlenecks.workers")
+    add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -98,6 +100,11 @@ def main() -> None:
     print(f"stage pipeline (warm) : {warm:8.1f} images/s   ratio {warm / raw:.3f}")
     print(f"stage pipeline (cold) : {cold:8.1f} images/s   ratio {cold / raw:.3f}   "
           "(listing + hashing, cluster start and backbone load included)")
+    record("bottlenecks", {"raw images/s": raw, "warm images/s": warm, "cold images/s": cold, "warm/raw": warm / raw,
+                           "cold/raw": cold / raw},
+           setup={"image size px": args.image_size, "images": len(records), "workers": args.workers,
+                  "chunk images": args.chunk_images, "batch": args.batch_size},
+           enabled=args.record)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnist_transfer.cnn import CNN_FILE, export_cnn, load_digits, predict_probabilities, train_cnn
-from mnist_transfer.embedding import ExecutorSpec, ImageRecord, dask_client, list_images
-from mnist_transfer.label import assign_shards
-from mnist_transfer.label_cnn import label_cnn_shard, write_cnn_shards
+from benchmarks.record import add_record_flag, record
+from mnist_transfer.data.records import ImageRecord, list_images
+from mnist_transfer.data.split import validation_mask
+from mnist_transfer.evaluation.label_cnn import label_cnn_shard, write_cnn_shards
+from mnist_transfer.evaluation.predictions import assign_shards
+from mnist_transfer.features.embedding import ExecutorSpec, dask_client
+from mnist_transfer.models.cnn import CNN_FILE, export_cnn, load_digits, predict_probabilities, train_cnn
 from mnist_transfer.params import CnnParams
-from mnist_transfer.train import validation_mask
 
 _WORKER_CNN: dict[Path, Any] = {}  # per Dask worker process: the model is loaded once
 
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--jpg", type=Path, default=Path("data/jpg"), help="folder with training/ and testing/")
     parser.add_argument("--n-train", type=int, default=None, help="first N training JPGs (default: all)")
     parser.add_argument("--epochs", type=int, default=2)
+    add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     params = CnnParams(epochs=args.epochs, patience=args.epochs)  # the defaults, augmentation on; no early stop
@@ -119,6 +122,14 @@ def main() -> None:
     print(f"label_cnn in process       : {n_test / label['local_s']:7.0f} images/s ({n_test} JPGs, 4 shards, {label['local_s']:.1f} s, decoding included)")
     print(f"label_cnn on Dask, {cores} workers: {n_test / label['dask_s']:7.0f} images/s ({label['dask_s']:.1f} s, of which "
           f"{label['cluster_s']:.1f} s starting the cluster; each worker then loads TensorFlow and the model)")
+    record("cnn", {"decode images/s": train["n_images"] / train["decode_s"], "training images/s": n_train / epoch_s,
+                   "s per epoch": epoch_s, "full-data epoch s (projected)": 53_957 / n_train * epoch_s,
+                   "inference images/s": n_test / label["predict_s"],
+                   "label_cnn in process images/s": n_test / label["local_s"],
+                   "label_cnn on Dask images/s": n_test / label["dask_s"], "Dask cluster start s": label["cluster_s"]},
+           setup={"training images": n_train, "decoded images": train["n_images"], "test images": n_test,
+                  "epochs": args.epochs, "batch": params.batch_size},
+           enabled=args.record)
 
 
 if __name__ == "__main__":

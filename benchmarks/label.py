@@ -20,12 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.bottlenecks import raw_images_per_s, warm_images_per_s
-from mnist_transfer.backbone import BackboneSpec
-from mnist_transfer.common import sha256_bytes
-from mnist_transfer.embedding import BackboneEmbedder, ExecutorSpec, ensure_features, list_images, tf_threads_per_worker
-from mnist_transfer.export import HEAD_FILE
-from mnist_transfer.feature_store import FeatureStore
-from mnist_transfer.label import write_shards
+from benchmarks.record import add_record_flag, record
+from mnist_transfer.data.records import list_images, sha256_bytes
+from mnist_transfer.evaluation.label import write_shards
+from mnist_transfer.features.backbone import BackboneSpec
+from mnist_transfer.features.embedding import BackboneEmbedder, ExecutorSpec, ensure_features, tf_threads_per_worker
+from mnist_transfer.features.feature_store import FeatureStore
+from mnist_transfer.models.export import HEAD_FILE
+from mnist_transfer.params import OFFLINE_PROFILE, BottlenecksParams, LabelParams
 
 
 def label_once(records: list, data_root: Path, store_path: Path, embedder: BackboneEmbedder, run: dict) -> tuple[float, int]:
@@ -49,11 +51,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=Path("data/jpg/testing"))
     parser.add_argument("--model", type=Path, default=Path("data/model"))
-    parser.add_argument("--image-size", type=int, default=75)
+    parser.add_argument("--image-size", type=int, default=OFFLINE_PROFILE["backbone.image_size"])
     parser.add_argument("--n-images", type=int, default=None, help="first N test images (default: all)")
-    parser.add_argument("--shards", type=int, default=4, help="label.shards")
-    parser.add_argument("--batch-size", type=int, default=128, help="bottlenecks.batch_size")
-    parser.add_argument("--chunk-images", type=int, default=1024, help="bottlenecks.chunk_images")
+    parser.add_argument("--shards", type=int, default=LabelParams().shards, help="label.shards")
+    parser.add_argument("--batch-size", type=int, default=BottlenecksParams().batch_size, help="bottlenecks.batch_size")
+    parser.add_argument("--chunk-images", type=int, default=BottlenecksParams().chunk_images, help="bottlenecks.chunk_images")
+    add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -80,6 +83,14 @@ def main() -> None:
               f"({seconds:.1f} s, {passes} backbone passes; cluster start included)")
     print(f"warm workers, {cores} worker(s)        : {warm:8.1f} images/s  ratio {warm / raw:.3f}")
     print(f"relabel after a head change     : {n / relabel_s:8.1f} images/s  ({relabel_s:.1f} s, {relabel_passes} backbone passes)")
+    figures = {"raw images/s": raw}
+    for workers, (seconds, passes) in cold.items():
+        figures |= {f"cold {workers} worker(s) images/s": n / seconds, f"cold {workers} worker(s) s": seconds,
+                    f"cold {workers} worker(s) backbone passes": passes}
+    figures |= {"warm images/s": warm, "warm/raw": warm / raw, "relabel images/s": n / relabel_s,
+                "relabel s": relabel_s, "relabel backbone passes": relabel_passes}
+    record("label", figures, setup={"image size px": args.image_size, "images": n, "shards": args.shards,
+                                    "chunk images": args.chunk_images, "batch": args.batch_size}, enabled=args.record)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from pathlib import Path
 import psutil
 import yaml
 
-from mnist_transfer.feature_store import STORE_ENV, default_store_path
+from benchmarks.record import add_record_flag, record
+from mnist_transfer.features.feature_store import STORE_ENV, default_store_path
 
 SAMPLE_S = 0.05
 GIB = 1024**3
@@ -113,8 +114,10 @@ def run_sampled(command: list[str], repo: Path, env_updates: dict[str, str]) -> 
     return lines, sampler, wall_s
 
 
-def print_memory(stage: str, sampler: TreeSampler, wall_s: float) -> None:
-    """One line per kind of process: how many, the largest peak RSS; flags those over GOAL_BYTES."""
+def print_memory(stage: str, sampler: TreeSampler, wall_s: float, setup: dict | None = None,
+                 enabled: bool = True) -> None:
+    """One line per kind of process: how many, the largest peak RSS; flags those over GOAL_BYTES. Then records
+    the stage's wall time and peaks (setup: the run's settings besides the stage; enabled=False: no record)."""
     kinds: dict[str, list[int]] = {}
     for trace in sampler.traces.values():
         kinds.setdefault(trace.label, []).append(trace.peak_rss)
@@ -122,6 +125,10 @@ def print_memory(stage: str, sampler: TreeSampler, wall_s: float) -> None:
     for label, peaks in sorted(kinds.items(), key=lambda item: -max(item[1])):
         flag = "  OVER 2 GiB" if max(peaks) > GOAL_BYTES else ""
         print(f"    {len(peaks)} × {label:<45} peak RSS {max(peaks) / GIB:6.2f} GiB{flag}")
+    largest = max((trace.peak_rss for trace in sampler.traces.values()), default=0)
+    record("memory", {"wall s": wall_s, "whole tree peak GiB": sampler.peak_total / GIB,
+                      "largest process peak GiB": largest / GIB},
+           setup={"stage": stage, **(setup or {})}, enabled=enabled)
 
 
 def stage_times(lines: list[tuple[float, str]], sampler: TreeSampler, wall_s: float) -> list[tuple[str, float, float]]:
@@ -135,14 +142,15 @@ def stage_times(lines: list[tuple[float, str]], sampler: TreeSampler, wall_s: fl
     return rows
 
 
-def print_experiment(learning_rate: float, lines: list[tuple[float, str]], sampler: TreeSampler, wall_s: float) -> None:
+def print_experiment(learning_rate: float, lines: list[tuple[float, str]], sampler: TreeSampler, wall_s: float,
+                     enabled: bool = True) -> None:
     rows = stage_times(lines, sampler, wall_s)
     print(f"\nhead-only experiment: dvc exp run -S train.learning_rate={learning_rate}: {wall_s:.1f} s in all")
     first_stage_s = next((seconds for seconds, line in lines if STAGE_LINE.search(line)), wall_s)
     print(f"    {'before the first stage (DVC: collect, hash deps)':<52} {first_stage_s:6.1f} s")
     for name, dvc_s, own_s in rows:
         print(f"    {'stage ' + name:<52} {dvc_s:6.1f} s   (its process: {own_s:.1f} s; DVC around it: {dvc_s - own_s:.1f} s)")
-    print_memory("head-only experiment", sampler, wall_s)
+    print_memory("head-only experiment", sampler, wall_s, {"empty feature store": False}, enabled)
 
 
 def main() -> None:
@@ -152,6 +160,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="head-only experiment (default: a fresh value)")
     parser.add_argument("--no-experiment", action="store_true")
     parser.add_argument("--cold", action="store_true", help="force the stages with an empty feature store (a temporary one)")
+    add_record_flag(parser)
     args = parser.parse_args()
     stages = args.stages if args.stages is not None else list(yaml.safe_load((args.repo / "dvc.yaml").read_text())["stages"])
     print(f"peak RSS per process, {os.cpu_count()} cores, {psutil.virtual_memory().total / GIB:.0f} GiB, repo {args.repo}")
@@ -160,11 +169,11 @@ def main() -> None:
         print(f"feature store: {store.get(STORE_ENV, 'as set (' + str(default_store_path()) + ')')}")
         for stage in stages:
             _, sampler, wall_s = run_sampled([sys.executable, "-m", "dvc", "repro", "-s", stage, "-f"], args.repo, store)
-            print_memory(stage, sampler, wall_s)
+            print_memory(stage, sampler, wall_s, {"empty feature store": args.cold}, args.record)
     if not args.no_experiment:
         learning_rate = args.learning_rate or round(0.003 + random.randrange(1, 10**6) * 1e-9, 9)  # not in the run-cache
         command = [sys.executable, "-m", "dvc", "exp", "run", "-S", f"train.learning_rate={learning_rate}"]
-        print_experiment(learning_rate, *run_sampled(command, args.repo, {}))
+        print_experiment(learning_rate, *run_sampled(command, args.repo, {}), args.record)
 
 
 if __name__ == "__main__":

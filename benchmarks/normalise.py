@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_transfer.embedding import list_images
-from mnist_transfer.inference import DigitModel
-from mnist_transfer.normalise import NoInkError, normalise_digit, read_image
+from benchmarks.record import add_record_flag, record
+from mnist_transfer.data.normalise import NoInkError, normalise_digit, read_image
+from mnist_transfer.data.records import list_images
+from mnist_transfer.models.inference import DigitModel
 
 
 def load_test_images(images_dir: Path, n_images: int | None) -> tuple[list[Path], np.ndarray, np.ndarray]:
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("data/model"))
     parser.add_argument("--images", type=Path, default=Path("data/jpg/testing"))
     parser.add_argument("--n-images", type=int, default=None, help="first N test images (default: all)")
+    add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -63,6 +65,12 @@ def main() -> None:
     print(f"pixels changed          : mean {changed.mean():.2f} grey levels, "
           f"{(changed.max(axis=(1, 2)) > 64).mean() * 100:.1f} % of images moved or reshaped (a pixel off by > 64)")
     print(f"normaliser              : {n / seconds:8.1f} images/s (read + normalise, one process)")
+    record("normalise", {"accuracy as stored %": 100 * plain_accuracy,
+                         "accuracy normalised %": 100 * normalised_accuracy, "images without ink": n_no_ink,
+                         "mean pixel change grey levels": changed.mean(),
+                         "images moved or reshaped %": (changed.max(axis=(1, 2)) > 64).mean() * 100,
+                         "normaliser images/s": n / seconds},
+           setup={"images": n, "model": model.identity}, enabled=args.record)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from benchmarks.record import add_record_flag, record
 
 
 def free_port() -> int:
@@ -52,12 +55,21 @@ def post_image(url: str, payload: bytes) -> float:
     return time.perf_counter() - started
 
 
+def model_names(healthz: str) -> str:
+    """'transfer: <identity>, cnn: <identity>' from /healthz's answer (the answer itself if it is not that JSON)."""
+    try:
+        return ", ".join(f"{name}: {identity}" for name, identity in json.loads(healthz)["models"].items())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return healthz
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("data/model"))
     parser.add_argument("--cnn-model", type=Path, default=Path("data/cnn"))
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=8)
+    add_record_flag(parser)
     args = parser.parse_args()
     port = free_port()
     server = subprocess.Popen(
@@ -89,6 +101,10 @@ def main() -> None:
     print(f"/api/predict on loopback, {args.requests} requests, {args.concurrency} at a time; models: {models}")
     print(f"latency p50 {1000 * np.percentile(latencies, 50):.1f} ms, p95 {1000 * np.percentile(latencies, 95):.1f} ms")
     print(f"throughput {args.requests / elapsed:.1f} requests/s")
+    record("serve", {"p50 ms": 1000 * np.percentile(latencies, 50), "p95 ms": 1000 * np.percentile(latencies, 95),
+                     "requests/s": args.requests / elapsed},
+           setup={"requests": args.requests, "concurrency": args.concurrency, "models": model_names(models)},
+           enabled=args.record)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_transfer.export import SAVED_MODEL_DIR, TFLITE_FILE
+from benchmarks.record import add_record_flag, record
+from mnist_transfer.models.export import SAVED_MODEL_DIR, TFLITE_FILE
 
 
 def size_mb(path: Path) -> float:
@@ -37,9 +38,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("data/model"), help="exported model folder")
     parser.add_argument("--batch", type=int, default=64, help="images per batched call")
     parser.add_argument("--repeats", type=int, default=20, help="timed calls per figure (median)")
+    add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_transfer.inference import DigitModel
+    from mnist_transfer.models.inference import DigitModel
 
     images = np.random.default_rng(0).integers(0, 256, (args.batch, 28, 28), dtype=np.uint8)
     print(f"{'format':<12}{'size MB':>10}{'ms/image b=1':>15}{f'ms/image b={args.batch}':>16}")
@@ -48,6 +50,9 @@ def main() -> None:
         single = ms_per_image(model.predict, images[:1], args.repeats)
         batched = ms_per_image(model.predict, images, args.repeats)
         print(f"{label:<12}{size_mb(path):>10.1f}{single:>15.2f}{batched:>16.2f}")
+        record("tflite", {"size MB": size_mb(path), "ms/image b=1": single, "ms/image batched": batched},
+               setup={"format": label, "model": model.identity, "batch": args.batch, "repeats": args.repeats},
+               enabled=args.record)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The schema of params.yaml: one pydantic model per section, validated as a whole before any stage works.
 
-Each field's `description` is its row in README.md's params table (see `params_table_markdown`), so the
-documentation cannot drift from what is enforced. Imports nothing heavy: `mnist-transfer check-params` uses it.
+Each field's `description` is its row in the generated params reference (scripts/params_table.py), so the
+documentation cannot drift from what is enforced. A stage reads the file once (mnist_transfer.runner) and hands
+typed sections or plain values to the core. Imports nothing heavy: `mnist-transfer check-params` uses it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mnist_transfer.common import ParamsError
+from mnist_transfer.errors import ParamsError
 
+PARAMS_FILE = Path("params.yaml")
 MIN_IMAGE_SIZE_PX = 75  # the smallest input InceptionV3 accepts
 BackboneSource = Literal["tfhub", "keras"]
 SOURCES = get_args(BackboneSource)  # ("tfhub", "keras")
@@ -39,7 +41,7 @@ Real = Annotated[float, Field(strict=False), BeforeValidator(_refuse_bool)]
 
 
 def _field(default: Any, description: str, shown: str | None = None, **constraints: Any) -> Any:
-    """A field with its README description; `shown` replaces a default too long for the table."""
+    """A field with its description in the params reference (docs/params.md); `shown` replaces a default too long for the table."""
     extra = {"shown": shown} if shown is not None else None
     return Field(default, description=description, json_schema_extra=extra, **constraints)
 
@@ -246,6 +248,27 @@ class Params(Section):
     cnn: CnnParams = Field(default_factory=CnnParams)
 
 
+# The offline profile: what `make repro-offline` (and the benchmarks) change from the defaults on a machine without
+# network — the seeded random stand-in at its smallest size, and the head that won the queued sweep on its
+# features (chosen by validation accuracy). The mirror is added by `offline_overrides`.
+OFFLINE_PROFILE: dict[str, Any] = {
+    "backbone.source": "keras",
+    "backbone.weights": "random",
+    "backbone.image_size": MIN_IMAGE_SIZE_PX,
+    "train.hidden_units": 512,
+    "train.dropout": 0.5,
+    "train.label_smoothing": 0.1,
+    "train.batch_size": 1024,
+    "train.epochs": 60,
+    "train.patience": 10,
+}
+
+
+def offline_overrides(mnist_mirror: Path) -> dict[str, Any]:
+    """OFFLINE_PROFILE plus a local folder of the four MNIST .gz files as the only mirror."""
+    return {"data.mirrors": [str(mnist_mirror.resolve())], **OFFLINE_PROFILE}
+
+
 def read_params(params_file: Path) -> Params:
     """Read and validate the whole params file; a ParamsError names every bad key, its value and what is allowed."""
     try:
@@ -253,6 +276,13 @@ def read_params(params_file: Path) -> Params:
     except ValidationError as error:
         problems = [describe_error(detail) for detail in error.errors(include_url=False)]
         raise ParamsError(f"{params_file}: {'; '.join(problems)}. {GET_BACK_HINT}") from None
+
+
+def load_params(section: str, params_file: Path = PARAMS_FILE) -> Section:
+    """One validated section of params.yaml (the whole file is checked), for tools that need one section."""
+    if section not in Params.model_fields:
+        raise ParamsError(f"no section '{section}' in the params schema (mnist_transfer/params.py)")
+    return getattr(read_params(params_file), section)
 
 
 def _read_yaml(params_file: Path) -> dict[str, Any]:
@@ -280,7 +310,7 @@ def describe_error(detail: dict[str, Any]) -> str:
     message = str(detail["msg"]).removeprefix("Value error, ")
     if detail["type"] == "extra_forbidden":
         close = suggest_key(key)
-        return f"unknown key {key}" + (f" (did you mean {close}?)" if close else " (see the params table in README.md)")
+        return f"unknown key {key}" + (f" (did you mean {close}?)" if close else " (see the params reference, docs/params.md)")
     if detail["type"] == "missing":
         return f"{key} is missing"
     if isinstance(detail.get("input"), dict) and detail["type"] == "value_error":
@@ -332,20 +362,3 @@ def known_keys() -> list[str]:
     """Every key the schema knows, sections and subsections included (for 'did you mean …?')."""
     leaves = [key for key, _ in schema_fields()]
     return sorted({".".join(key.split(".")[:depth]) for key in leaves for depth in range(1, key.count(".") + 2)})
-
-
-def _show_default(info: Any) -> str:
-    extra = info.json_schema_extra or {}
-    if "shown" in extra:
-        return str(extra["shown"])
-    default = info.get_default(call_default_factory=True)
-    if default is None or isinstance(default, (bool, str)):
-        return f"`{yaml.safe_dump(default).splitlines()[0]}`"
-    return str(default)
-
-
-def params_table_markdown() -> str:
-    """README.md's params table, generated from the schema (one row per key)."""
-    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
-    lines += [f"| `{key}` | {_show_default(info)} | {info.description or ''} |" for key, info in schema_fields()]
-    return "\n".join(lines) + "\n"

@@ -13,22 +13,26 @@ import logging
 import time
 from pathlib import Path
 
-from mnist_transfer.bottlenecks import write_bottlenecks
-from mnist_transfer.common import load_params, run_stage, setup_logging
-from mnist_transfer.embedding import embedding_setup, ensure_features, list_images
-from mnist_transfer.feature_store import FeatureStore, default_store_path
+from mnist_transfer.data.records import list_images
+from mnist_transfer.features.bottlenecks import write_bottlenecks
+from mnist_transfer.features.embedding import embedding_setup, ensure_features
+from mnist_transfer.features.feature_store import FeatureStore, default_store_path
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
 
 log = logging.getLogger("bottlenecks")
 
 
-def main() -> None:
-    setup_logging()
+def main(params: Params) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, required=True, help="training JPG folder (data/jpg/training)")
     parser.add_argument("--own", type=Path, required=True, help="your own training digits (data/jpg/own/training)")
     parser.add_argument("--out", type=Path, required=True, help="features file (data/bottlenecks/training.npz)")
     args = parser.parse_args()
-    spec, embedder, executor = embedding_setup(int(load_params("bottlenecks")["workers"]))
+    bottlenecks = params.bottlenecks
+    spec, embedder, executor = embedding_setup(
+        params.backbone, bottlenecks.batch_size, bottlenecks.chunk_images, params.executor.scheduler, params.bottlenecks.workers
+    )
     started = time.perf_counter()
     records = list_images(args.images, args.images.parent) + list_images(args.own, args.images.parent, required=False)
     with FeatureStore(default_store_path()) as store:

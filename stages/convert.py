@@ -16,28 +16,29 @@ import os
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging, write_placeholder
-from mnist_transfer.convert import NO_UNLABELLED_NOTE, UNLABELLED, convert_all, write_manifest
-from mnist_transfer.idx import SPLITS
-from mnist_transfer.kaggle import KaggleSource, convert_kaggle
+from mnist_transfer.data.convert import NO_UNLABELLED_NOTE, UNLABELLED, convert_all, write_manifest
+from mnist_transfer.data.idx import SPLITS
+from mnist_transfer.data.kaggle import KaggleSource, convert_kaggle
+from mnist_transfer.outputs import write_placeholder
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
 
 log = logging.getLogger("convert")
 
 
-def main() -> None:
-    setup_logging()
+def main(params: Params) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--idx", type=Path, required=True, help="folder of IDX files (data/idx)")
     parser.add_argument("--kaggle", type=Path, required=True, help="folder of Kaggle's CSVs (data.kaggle_dir)")
     parser.add_argument("--out", type=Path, required=True, help="JPG root (data/jpg)")
     parser.add_argument("--manifest", type=Path, required=True, help="manifest CSV (data/jpg/manifest.csv)")
     args = parser.parse_args()
-    params = load_params("data")
-    limit_per_class, quality = params.get("limit_per_class"), int(params["jpeg_quality"])
-    workers = int(params.get("convert_workers") or os.cpu_count() or 1)
+    data = params.data
+    limit_per_class, quality = data.limit_per_class, data.jpeg_quality
+    workers = data.convert_workers or os.cpu_count() or 1
     started = time.perf_counter()
-    if params["source"] == "kaggle":
-        source = KaggleSource(args.kaggle, float(params["kaggle_holdout_percentage"]))
+    if data.source == "kaggle":
+        source = KaggleSource(args.kaggle, data.kaggle_holdout_percentage)
         rows = convert_kaggle(source, args.out, limit_per_class, quality, workers)
     else:
         rows = convert_all(args.idx, args.out, limit_per_class, quality, workers)
@@ -45,7 +46,7 @@ def main() -> None:
     write_manifest(rows, args.manifest)
     for split in (*SPLITS, UNLABELLED):
         log.info("%s: %d JPGs", split, sum(row.split == split for row in rows))
-    log.info("wrote and verified %d JPGs from %s to %s in %.1fs", len(rows), params["source"], args.out,
+    log.info("wrote and verified %d JPGs from %s to %s in %.1fs", len(rows), data.source, args.out,
              time.perf_counter() - started)
 
 

@@ -2,7 +2,8 @@
 features, and check that the exported SavedModel agrees on a sample.
 
 Reads data/jpg/testing, data/jpg/own/testing, data/model and params `label.*`, `backbone.*`,
-`bottlenecks.*`, `executor.scheduler` → writes data/predictions/shard-<k>.csv.
+`bottlenecks.*`, `executor.scheduler` → writes data/predictions/shard-<k>.csv (probabilities calibrated with
+data/model/model.json's temperature) and a copy of that model.json.
 
 Thin DVC entry point: the work is done in mnist_transfer.label.
 """
@@ -15,25 +16,31 @@ import shutil
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging
-from mnist_transfer.embedding import embedding_setup, ensure_features, list_images
-from mnist_transfer.export import HEAD_FILE
-from mnist_transfer.feature_store import FeatureStore, default_store_path
-from mnist_transfer.label import check_exported_parity, parity_sample, write_shards
+from mnist_transfer.data.records import list_images
+from mnist_transfer.evaluation.label import write_shards
+from mnist_transfer.evaluation.parity import check_exported_parity, parity_sample
+from mnist_transfer.features.embedding import embedding_setup, ensure_features
+from mnist_transfer.features.feature_store import FeatureStore, default_store_path
+from mnist_transfer.models.export import HEAD_FILE
+from mnist_transfer.models.metadata import copy_metadata
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
 
 log = logging.getLogger("label")
 
 
-def main() -> None:
-    setup_logging()
+def main(params: Params) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, required=True, help="test JPG folder (data/jpg/testing)")
     parser.add_argument("--own", type=Path, required=True, help="your own test digits (data/jpg/own/testing)")
     parser.add_argument("--model", type=Path, required=True, help="exported model folder (data/model)")
     parser.add_argument("--out", type=Path, required=True, help="predictions folder (data/predictions)")
     args = parser.parse_args()
-    settings = load_params("label")
-    spec, embedder, executor = embedding_setup(int(settings["workers"]))
+    settings = params.label
+    bottlenecks = params.bottlenecks
+    spec, embedder, executor = embedding_setup(
+        params.backbone, bottlenecks.batch_size, bottlenecks.chunk_images, params.executor.scheduler, settings.workers
+    )
     data_root = args.images.parent
     started = time.perf_counter()
     official = list_images(args.images, data_root)
@@ -43,18 +50,20 @@ def main() -> None:
     import keras  # only now: a usage error above costs no TensorFlow start-up
 
     head = keras.saving.load_model(args.model / HEAD_FILE)
+    metadata = copy_metadata(args.model, args.out)  # beside the shards: the report reads the temperature there
+    temperature = metadata.temperature if metadata is not None else 1.0
     with FeatureStore(default_store_path()) as store:
         computed = ensure_features(records, data_root, store, embedder, executor)
-        summaries = write_shards(records, int(settings["shards"]), args.out, store, spec.identity(), head)
+        summaries = write_shards(records, settings.shards, args.out, store, spec.identity(), head, temperature=temperature)
     elapsed_s = time.perf_counter() - started
     log.info(
         "labelled %d images (%d official, %d of your own) in %d shards in %.1fs (%.1f images/s); "
-        "%d backbone passes, the rest from the store",
+        "%d backbone passes, the rest from the store; probabilities calibrated with temperature %.3f",
         len(records), len(official), len(records) - len(official), len(summaries), elapsed_s,
-        len(records) / elapsed_s, computed,
+        len(records) / elapsed_s, computed, temperature,
     )
-    sample = parity_sample(official, int(settings["parity_sample"]))
-    checked = check_exported_parity(sample, data_root, args.model, args.out, float(settings["tflite_min_agreement"]))
+    sample = parity_sample(official, settings.parity_sample)
+    checked = check_exported_parity(sample, data_root, args.model, args.out, settings.tflite_min_agreement)
     log.info("exported SavedModel agrees with the label stage on %d sampled test images", checked)
 
 

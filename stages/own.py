@@ -14,14 +14,14 @@ import shutil
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging
-from mnist_transfer.own import OWN_SPLITS, normalise_own, own_images, write_own_manifest
+from mnist_transfer.data.own import OWN_SPLITS, normalise_own, own_images, write_own_manifest
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
 
 log = logging.getLogger("own")
 
 
-def main() -> None:
-    setup_logging()
+def main(params: Params) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--own", type=Path, required=True, help="your images (data/own)")
     parser.add_argument("--out", type=Path, required=True, help="JPG root (data/jpg); writes <out>/own/…")
@@ -32,7 +32,7 @@ def main() -> None:
     shutil.rmtree(args.out / "own", ignore_errors=True)
     for split in OWN_SPLITS:  # DVC tracks both folders, even when empty
         (args.out / "own" / split).mkdir(parents=True)
-    rows = normalise_own(images, args.own, args.out, quality=int(load_params("data")["jpeg_quality"]))
+    rows = normalise_own(images, args.own, args.out, quality=params.data.jpeg_quality)
     write_own_manifest(rows, args.manifest)
     for split in OWN_SPLITS:
         log.info("%s: %d of your own digits", split, sum(row[2] == split for row in rows))

@@ -1,6 +1,7 @@
 """Aggregate the label shards of each model into the accuracy report.
 
-Reads data/predictions/ (transfer model), data/predictions_cnn/ (CNN, when given), data/jpg/testing,
+Reads data/predictions/ (transfer model), data/predictions_cnn/ (CNN, when given; each with the model.json its
+label stage copied there: the calibration temperature), data/jpg/testing,
 data/jpg/own/ (your own test digits) → writes reports/metrics.json, predictions.csv, per_digit.csv,
 misclassified.csv, disagreements.csv, own_predictions.csv, report.html.
 
@@ -16,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mnist_transfer.common import run_stage, setup_logging
-from mnist_transfer.own import read_own_manifest
-from mnist_transfer.report import (
+from mnist_transfer.data.own import read_own_manifest
+from mnist_transfer.evaluation.report import (
     DISAGREEMENT_COLUMNS,
     check_coverage,
     combined_metrics,
@@ -31,13 +31,15 @@ from mnist_transfer.report import (
     write_csv,
     write_text,
 )
-from mnist_transfer.report_html import render_report
+from mnist_transfer.evaluation.report_html import render_report
+from mnist_transfer.models.metadata import read_metadata
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
 
 log = logging.getLogger("report")
 
 
-def main() -> None:
-    setup_logging()
+def main(params: Params) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--predictions", type=Path, required=True, help="transfer shards (data/predictions)")
     parser.add_argument("--cnn-predictions", type=Path, help="CNN shards (data/predictions_cnn), if any")
@@ -53,7 +55,7 @@ def main() -> None:
         if folder is not None:
             predictions = read_shards(folder)
             check_coverage(predictions, expected)
-            models[name] = model_results(name, predictions.drop(columns="shard"))
+            models[name] = model_results(name, predictions.drop(columns="shard"), read_metadata(folder))
     transfer, cnn = models["transfer"], models.get("cnn")
     metrics = combined_metrics(transfer, cnn)
     tables = {
@@ -69,9 +71,11 @@ def main() -> None:
     write_csv(tables["own"], args.out / "own_predictions.csv")
     write_text(render_report(models, tables, data_root), args.out / "report.html")
     log.info(
-        "test accuracy %.4f on %d images (%d errors)%s%s; wrote the report to %s",
+        "test accuracy %.4f on %d images (%d errors), ECE %.4f → %.4f calibrated%s%s; wrote the report to %s",
         metrics["accuracy"], metrics["n_images"], metrics["n_errors"],
-        f", CNN {metrics['cnn']['accuracy']:.4f}" if cnn else "",
+        metrics["calibration"]["ece_before"], metrics["calibration"]["ece_after"],
+        f", CNN {metrics['cnn']['accuracy']:.4f} (ECE {metrics['cnn']['calibration']['ece_before']:.4f} → "
+        f"{metrics['cnn']['calibration']['ece_after']:.4f})" if cnn else "",
         f"; your own digits: {metrics['own']['accuracy']:.4f} on {metrics['own']['n_images']}" if "own" in metrics else "",
         args.out,
     )

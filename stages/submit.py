@@ -15,10 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mnist_transfer.common import load_params, run_stage, setup_logging, write_placeholder
-from mnist_transfer.embedding import embedding_setup, ensure_features
-from mnist_transfer.feature_store import FeatureStore, default_store_path
-from mnist_transfer.submit import (
+from mnist_transfer.evaluation.submit import (
     CNN_SUBMISSION_FILE,
     MNIST_NOTE,
     SUBMISSION_FILE,
@@ -28,23 +25,30 @@ from mnist_transfer.submit import (
     unlabelled_records,
     write_submission,
 )
+from mnist_transfer.features.embedding import embedding_setup, ensure_features
+from mnist_transfer.features.feature_store import FeatureStore, default_store_path
+from mnist_transfer.outputs import write_placeholder
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
 
 log = logging.getLogger("submit")
 
 
-def main() -> None:
-    setup_logging()
+def main(params: Params) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, required=True, help="test.csv's images (data/jpg/unlabelled)")
     parser.add_argument("--model", type=Path, required=True, help="exported transfer model (data/model)")
     parser.add_argument("--out", type=Path, required=True, help="submission folder (reports/kaggle)")
     parser.add_argument("--cnn", type=Path, help="an exported CNN (data/cnn): also write submission_cnn.csv")
     args = parser.parse_args()
-    if load_params("data")["source"] != "kaggle":  # cheap: no TensorFlow, no cluster
+    if params.data.source != "kaggle":  # cheap: no TensorFlow, no cluster
         write_placeholder(args.out, MNIST_NOTE)
         log.info("data.source is mnist: nothing to submit (note in %s)", args.out)
         return
-    spec, embedder, executor = embedding_setup(int(load_params("label")["workers"]))
+    bottlenecks = params.bottlenecks
+    spec, embedder, executor = embedding_setup(
+        params.backbone, bottlenecks.batch_size, bottlenecks.chunk_images, params.executor.scheduler, params.label.workers
+    )
     data_root = args.images.parent
     started = time.perf_counter()
     records = unlabelled_records(args.images, data_root)

@@ -12,20 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from mnist_transfer.backbone import FEATURE_DIM, BackboneSpec
-from mnist_transfer.idx import encode_idx
+from mnist_transfer.data.idx import encode_idx
+from mnist_transfer.features.backbone import FEATURE_DIM, BackboneSpec
+from scripts.demo import PIPELINE_FILES, copy_pipeline, update_params  # noqa: F401 - the tests' pipeline copies
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Files a fresh clone needs to run the pipeline; data/ and reports/ are produced by it.
-PIPELINE_FILES = (
-    "dvc.yaml", "params.yaml", "stages", "mnist_transfer", "data/own", "data/kaggle/README.md", ".dvc/config",
-    ".dvc/.gitignore",
-)
-
-
 def mnist_mirror_dir() -> Path:
     return Path(os.environ.get("MNIST_MIRROR", REPO_ROOT.parent / "shared" / "mnist")).resolve()
 
@@ -85,36 +79,6 @@ def tiny_raw_dir(tiny_idx_dir: Path, tmp_path: Path) -> Path:
     for idx_file in tiny_idx_dir.iterdir():
         (raw_dir / f"{idx_file.name}.gz").write_bytes(gzip.compress(idx_file.read_bytes()))
     return raw_dir
-
-
-def copy_pipeline(dest: Path) -> Path:
-    """Copy the pipeline's tracked files into dest and commit them to a new git repo (DVC + dvclive need one)."""
-    for name in PIPELINE_FILES:
-        source = REPO_ROOT / name
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    git = ["git", "-c", "user.name=pipeline-tests", "-c", "user.email=tests@localhost"]
-    subprocess.run([*git, "init", "-q"], cwd=dest, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
-    subprocess.run([*git, "commit", "-qm", "pipeline under test"], cwd=dest, check=True)
-    return dest
-
-
-def update_params(repo: Path, updates: dict[str, object]) -> None:
-    """Set dotted params keys (e.g. 'data.limit_per_class') in repo/params.yaml."""
-    params_path = repo / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    for dotted_key, value in updates.items():
-        *parents, leaf = dotted_key.split(".")
-        section = params
-        for parent in parents:
-            section = section[parent]
-        section[leaf] = value
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, extra: dict | None = None) -> None:
@@ -203,7 +167,7 @@ def photo_of_digit(pixels: np.ndarray, seed: int, scale: int = 6) -> Image.Image
 @pytest.fixture(scope="session")
 def mnist_arrays(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """MNIST as arrays: {"training" | "testing": (uint8 (n, 28, 28) images, uint8 (n,) labels)}."""
-    from mnist_transfer.idx import SPLITS, read_images, read_labels
+    from mnist_transfer.data.idx import SPLITS, read_images, read_labels
 
     folder = tmp_path_factory.mktemp("idx")
     arrays = {}
@@ -221,19 +185,43 @@ EXPORTED_PER_DIGIT = 200  # training digits per class of the session's exported 
 def exported_model(mnist_arrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model folder as the train stage exports it (stand-in backbone at 75 px, head on 2,000 MNIST
     training digits): for the tools that load data/model (predict, serve)."""
-    from mnist_transfer.backbone import load_backbone
-    from mnist_transfer.convert import encode_jpg
-    from mnist_transfer.export import export_model
-    from mnist_transfer.train import HeadParams, train_head, validation_mask
+    from mnist_transfer.data.convert import encode_jpg
+    from mnist_transfer.data.split import validation_mask
+    from mnist_transfer.features.backbone import load_backbone
+    from mnist_transfer.models.head import train_head
+    from mnist_transfer.models.transfer import export_model
+    from mnist_transfer.params import TrainParams
 
     images, labels = mnist_arrays["training"]
     keep = np.concatenate([np.flatnonzero(labels == d)[:EXPORTED_PER_DIGIT] for d in range(10)])
     spec = BackboneSpec("keras", "", "random", 75)
     features = load_backbone(spec).embed_encoded([encode_jpg(images[i], 95) for i in keep], batch_size=128)
     is_validation = validation_mask(np.array([f"training/{labels[i]}/{i:05d}.jpg" for i in keep]), 10)
-    head, _ = train_head(features, labels[keep], is_validation, HeadParams(epochs=40, patience=8), [])
+    head, _ = train_head(features, labels[keep], is_validation, TrainParams(epochs=40, patience=8), [])
     model_dir = tmp_path_factory.mktemp("exported") / "model"
     export_model(head, spec, model_dir)
+    return model_dir
+
+
+SMALL_CNN_DIGITS = 6000  # the first MNIST training digits the session's small CNN learns (~98 % validation accuracy)
+
+
+@pytest.fixture(scope="session")
+def small_cnn(mnist_arrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CNN folder as the train_cnn stage exports it, trained for 3 epochs on SMALL_CNN_DIGITS digits (~1 min on
+    2 cores): a model that reads digits well enough to read whole numbers (predict --number, the number page)."""
+    from mnist_transfer.data.split import validation_mask
+    from mnist_transfer.models.cnn import Digits, export_cnn, train_cnn
+    from mnist_transfer.params import CnnParams
+
+    images, labels = (array[:SMALL_CNN_DIGITS] for array in mnist_arrays["training"])
+    digits = Digits(images[:, :, :, None], labels.astype(np.int64),
+                    np.array([f"training/{label}/{i:05d}.jpg" for i, label in enumerate(labels)]))
+    is_validation = validation_mask(digits.rel_paths, 10)
+    params = CnnParams(filters=[16, 32], dense_units=64, epochs=3, patience=3, seed=1)
+    cnn, _ = train_cnn(digits.subset(~is_validation), digits.subset(is_validation), params, [])
+    model_dir = tmp_path_factory.mktemp("small_cnn") / "cnn"
+    export_cnn(cnn, model_dir)
     return model_dir
 
 

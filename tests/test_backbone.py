@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_transfer.backbone import FEATURE_DIM, BackboneLoadError, BackboneSpec, load_backbone, preprocess
+from mnist_transfer.features.backbone import FEATURE_DIM, BackboneLoadError, BackboneSpec, load_backbone, preprocess
 from tests.conftest import REPO_ROOT
 
 KERAS_75 = BackboneSpec("keras", "", "random", 75)
@@ -58,14 +58,16 @@ def test_tfhub_source_loads_a_local_saved_model(tmp_path: Path):
     np.testing.assert_allclose(features[0], 0.2 * projection.sum(axis=0), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_keras_random_source_loads_and_embeds():
     features = load_backbone(KERAS_75).embed(np.zeros((3, 28, 28, 1), np.uint8))
     assert features.shape == (3, FEATURE_DIM) and features.dtype == np.float32
     assert np.isfinite(features).all()
 
 
+@pytest.mark.slow
 def test_encoded_images_embed_like_decoded_ones(tmp_path: Path):
-    from mnist_transfer.convert import encode_jpg
+    from mnist_transfer.data.convert import encode_jpg
 
     backbone = load_backbone(KERAS_75)
     pixels = np.random.default_rng(1).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
@@ -89,16 +91,17 @@ def test_missing_local_folder_is_named(tmp_path: Path):
 
 
 @pytest.mark.parametrize(
-    "params, message",
+    "spec, message",
     [
-        ({"source": "torch", "image_size": 299}, "backbone.source"),
-        ({"source": "keras", "weights": "random", "image_size": 74}, "backbone.image_size"),
-        ({"source": "keras", "weights": "imagenet21k", "image_size": 299}, "backbone.weights"),
+        (BackboneSpec("torch", "", "imagenet", 299), "backbone.source"),
+        (BackboneSpec("keras", "", "random", 74), "backbone.image_size"),
+        (BackboneSpec("keras", "", "imagenet21k", 299), "backbone.weights"),
     ],
 )
-def test_bad_params_are_named(params: dict, message: str):
+def test_bad_specs_are_named(spec: BackboneSpec, message: str):
+    """Specs built in code (benchmarks, tests) are checked like params.yaml's values."""
     with pytest.raises(BackboneLoadError, match=message):
-        BackboneSpec.from_params(params)
+        spec.validate()
 
 
 def test_identity_changes_with_what_changes_the_features():
@@ -115,13 +118,14 @@ def test_identity_changes_with_what_changes_the_features():
 
 EMBED_IN_A_FRESH_PROCESS = """
 import sys, numpy as np
-from mnist_transfer.backbone import BackboneSpec, load_backbone
+from mnist_transfer.features.backbone import BackboneSpec, load_backbone
 images = np.arange(2 * 28 * 28, dtype=np.uint32).reshape(2, 28, 28, 1) % 256
 features = load_backbone(BackboneSpec("keras", "", "random", 75)).embed(images.astype(np.uint8))
 np.save(sys.argv[1], features)
 """
 
 
+@pytest.mark.slow
 def test_random_stand_in_is_identical_whatever_ran_before_in_the_process():
     import keras
 
@@ -132,6 +136,7 @@ def test_random_stand_in_is_identical_whatever_ran_before_in_the_process():
     np.testing.assert_array_equal(load_backbone(KERAS_75).embed(images), first)
 
 
+@pytest.mark.slow
 def test_random_stand_in_is_identical_in_two_processes(tmp_path: Path):
     outputs = []
     for run in range(2):

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_transfer.bottlenecks import read_bottlenecks, write_bottlenecks
-from mnist_transfer.convert import convert_all
-from mnist_transfer.embedding import ExecutorSpec, ensure_features, list_images
-from mnist_transfer.feature_store import FeatureStore
+from mnist_transfer.data.convert import convert_all
+from mnist_transfer.data.records import list_images
+from mnist_transfer.features.bottlenecks import read_bottlenecks, write_bottlenecks
+from mnist_transfer.features.embedding import ExecutorSpec, ensure_features
+from mnist_transfer.features.feature_store import FeatureStore
 from tests.conftest import FakeEmbedder, configure_stand_in_run, run_dvc
 
 EXECUTOR = ExecutorSpec(scheduler="local", workers=1, chunk_images=8)
@@ -73,6 +74,7 @@ def test_crash_mid_run_keeps_finished_chunks_and_rerun_resumes(jpg_root: Path, s
     assert ensure_features(records, jpg_root, store, FakeEmbedder(), EXECUTOR) == 50 - done
 
 
+@pytest.mark.e2e
 def test_dvc_repro_bottlenecks_with_the_stand_in(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
     configure_stand_in_run(pipeline_repo, mnist_dir, limit_per_class=4)

@@ -22,10 +22,11 @@ import numpy as np
 import psutil
 import pytest
 
-from mnist_transfer import embedding
-from mnist_transfer.convert import convert_all
-from mnist_transfer.embedding import ClusterError, ExecutorSpec, ensure_features, list_images
-from mnist_transfer.feature_store import FeatureStore
+from mnist_transfer.data.convert import convert_all
+from mnist_transfer.data.records import list_images
+from mnist_transfer.features import embedding
+from mnist_transfer.features.embedding import ClusterError, ExecutorSpec, ensure_features
+from mnist_transfer.features.feature_store import FeatureStore
 from tests.conftest import REPO_ROOT, FakeEmbedder, configure_stand_in_run, copy_pipeline, run_dvc, update_params
 
 DASK_CLI = Path(sys.executable).parent / "dask"
@@ -194,6 +195,7 @@ def on_workers(address: str, function, *args) -> dict:
         return client.run(function, *args)
 
 
+@pytest.mark.cluster
 def test_workers_cannot_see_the_repository_or_the_store(cli_cluster: CliCluster):
     if not cli_cluster.hidden:
         pytest.skip(mount_namespace_prefix()[1] or "the temporary folder lies inside the repository")
@@ -216,6 +218,7 @@ def test_workers_cannot_see_the_repository_or_the_store(cli_cluster: CliCluster)
         assert worker["malloc_trim"] is None
 
 
+@pytest.mark.cluster
 def test_dvc_repro_on_the_cluster_gives_the_local_cluster_metrics(cli_cluster: CliCluster, mnist_dir: Path, monkeypatch):
     repo = copy_pipeline(cli_cluster.pipeline)
     configure_stand_in_run(repo, mnist_dir, limit_per_class=5, extra={"bottlenecks.chunk_images": 8, "label.parity_sample": 0})
@@ -267,6 +270,7 @@ def kill_a_worker_after_first_chunk(store_path: Path, chunk_images: int, worker_
 
 
 @pytest.mark.parametrize("allowed_failures", [3, 0], ids=["dask-reschedules", "client-resubmits"])
+@pytest.mark.cluster
 def test_worker_killed_mid_run_loses_nothing_and_recomputes_no_stored_chunk(
     tiny_idx_dir: Path, tmp_path: Path, allowed_failures: int, caplog: pytest.LogCaptureFixture
 ):

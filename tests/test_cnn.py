@@ -7,24 +7,35 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_transfer.augment import RandomStrokeWidth, augmentation_layers
-from mnist_transfer.cnn import CNN_FILE, Digits, digit_pixels, export_cnn, load_digits, predict_probabilities, train_cnn
-from mnist_transfer.common import DataError
-from mnist_transfer.convert import convert_all, encode_jpg
-from mnist_transfer.distort import DISTORTIONS, distort
-from mnist_transfer.embedding import list_images
-from mnist_transfer.export import LABELS_FILE, load_exported
-from mnist_transfer.idx import read_images, read_labels
-from mnist_transfer.label import PREDICTION_COLUMNS, ParityError, check_exported_parity, parity_sample, shard_of
-from mnist_transfer.label_cnn import write_cnn_shards
+from mnist_transfer.data.convert import convert_all, encode_jpg
+from mnist_transfer.data.distort import DISTORTIONS, distort
+from mnist_transfer.data.idx import read_images, read_labels
+from mnist_transfer.data.records import list_images
+from mnist_transfer.data.split import validation_mask
+from mnist_transfer.errors import DataError
+from mnist_transfer.evaluation.label_cnn import write_cnn_shards
+from mnist_transfer.evaluation.parity import ParityError, check_exported_parity, parity_sample
+from mnist_transfer.evaluation.predictions import PREDICTION_COLUMNS, shard_of
+from mnist_transfer.models.augment import RandomStrokeWidth, augmentation_layers
+from mnist_transfer.models.cnn import (
+    CNN_FILE,
+    Digits,
+    digit_pixels,
+    export_cnn,
+    load_digits,
+    predict_probabilities,
+    train_cnn,
+)
+from mnist_transfer.models.export import LABELS_FILE, load_exported
+from mnist_transfer.models.metadata import ModelMetadata, write_metadata
 from mnist_transfer.params import CnnAugmentParams, CnnParams
-from mnist_transfer.train import validation_mask
 from tests.conftest import configure_stand_in_run, run_dvc
 
 # a small, quick CNN: enough to learn 2,400 digits in seconds
@@ -49,6 +60,7 @@ def split(digits: Digits) -> tuple[Digits, Digits]:
     return digits.subset(~is_validation), digits.subset(is_validation)
 
 
+@pytest.mark.slow
 def test_cnn_learns_real_digits_and_not_shuffled_labels(mnist_digits: Digits):
     floor = 0.85  # 2,400 training digits, 4 epochs of a small net; chance is 0.1
     _, summary = train_cnn(*split(mnist_digits), FAST, callbacks=[])
@@ -60,6 +72,7 @@ def test_cnn_learns_real_digits_and_not_shuffled_labels(mnist_digits: Digits):
     assert control["val_accuracy"] < floor and control["val_accuracy"] < 0.3
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed(mnist_digits: Digits):
     small = mnist_digits.subset(np.arange(1000))
     quick = FAST.model_copy(update={"epochs": 2})
@@ -187,6 +200,7 @@ def exported_cnn(mnist_digits: Digits, tmp_path_factory: pytest.TempPathFactory)
     return cnn, model_dir
 
 
+@pytest.mark.slow
 def test_saved_model_agrees_with_the_label_cnn_stage(exported_cnn, tiny_idx_dir: Path, tmp_path: Path):
     cnn, model_dir = exported_cnn
     convert_all(tiny_idx_dir, tmp_path / "jpg", limit_per_class=None, quality=95, workers=1)
@@ -202,6 +216,15 @@ def test_saved_model_agrees_with_the_label_cnn_stage(exported_cnn, tiny_idx_dir:
         assert all(shard_of(row[0], 3) == index for row in rows[1:])  # the label stage's shard assignment
     assert check_exported_parity(parity_sample(records, 15), data_root, model_dir, out_dir) == 15
 
+    # calibrated: shards tempered with model.json's T, checked against the exported model tempered alike
+    calibrated_dir, calibrated_out = tmp_path / "cnn-calibrated", tmp_path / "predictions_calibrated"
+    shutil.copytree(model_dir, calibrated_dir)
+    write_metadata(ModelMetadata("cnn", 0.9, 10, temperature=0.5), calibrated_dir)
+    write_cnn_shards(records, data_root, cnn, n_shards=3, out_dir=calibrated_out, temperature=0.5)
+    assert check_exported_parity(parity_sample(records, 15), data_root, calibrated_dir, calibrated_out) == 15
+    with pytest.raises(ParityError, match="train/serve skew"):  # shards written without the temperature
+        check_exported_parity(parity_sample(records, 15), data_root, calibrated_dir, out_dir)
+
     shard = out_dir / "shard-0.csv"  # the check can fail: a shard that disagrees with the model
     rows = list(csv.reader(shard.open(newline="")))
     rows[1][2] = str((int(rows[1][2]) + 1) % 10)
@@ -211,6 +234,7 @@ def test_saved_model_agrees_with_the_label_cnn_stage(exported_cnn, tiny_idx_dir:
         check_exported_parity(records, data_root, model_dir, out_dir)
 
 
+@pytest.mark.slow
 def test_saved_model_signatures_match_the_transfer_model(exported_cnn, mnist_digits: Digits):
     cnn, model_dir = exported_cnn
     assert (model_dir / LABELS_FILE).read_text().split() == [str(d) for d in range(10)]
@@ -231,6 +255,7 @@ def test_saved_model_signatures_match_the_transfer_model(exported_cnn, mnist_dig
 # --- the real pipeline ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_dvc_repro_cnn_stages_and_a_cnn_only_experiment(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
     configure_stand_in_run(

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_transfer.common import sha256_bytes
-from mnist_transfer.convert import (
+from mnist_transfer.data.convert import (
     ConvertError,
     ManifestRow,
     convert_all,
@@ -22,6 +21,7 @@ from mnist_transfer.convert import (
     write_checked_jpg,
     write_manifest,
 )
+from mnist_transfer.data.records import sha256_bytes
 from tests.conftest import tiny_split
 
 

@@ -11,8 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from mnist_transfer.common import ParamsError
-from mnist_transfer.download import DownloadError, ExpectedFile, RetryPolicy, download_file, expected_files, source_for
+from mnist_transfer.data.download import (
+    DownloadError,
+    ExpectedFile,
+    RetryPolicy,
+    download_file,
+    expected_files,
+    source_for,
+)
+from mnist_transfer.errors import ParamsError
+from mnist_transfer.params import PinnedFile
 
 PAYLOAD = gzip.compress(b"IDX" * 5000)
 EXPECTED = ExpectedFile("train-labels-idx1-ubyte.gz", len(PAYLOAD), hashlib.sha256(PAYLOAD).hexdigest())
@@ -51,7 +59,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 def server_url():
     MirrorHandler.requests_seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)  # quick shutdown
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -103,10 +111,16 @@ def test_transient_error_is_retried(server_url: str, tmp_path: Path):
     assert (tmp_path / EXPECTED.name).read_bytes() == PAYLOAD
 
 
-def test_refused_connection_retries_a_bounded_number_of_times(tmp_path: Path, unused_tcp_port: int):
+def test_refused_connection_retries_a_bounded_number_of_times(
+    tmp_path: Path, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.WARNING)
     with pytest.raises(DownloadError, match="connection failed") as raised:
         download_file(EXPECTED, [f"http://127.0.0.1:{unused_tcp_port}/"], tmp_path, FAST_RETRY)
     assert "local folder" in str(raised.value)  # the offline way out
+    retries = [record.getMessage() for record in caplog.records if "retrying" in record.getMessage()]
+    assert len(retries) == FAST_RETRY.attempts - 1  # a transient error: retried, but only up to the attempts
+    assert f"(attempt {FAST_RETRY.attempts - 1}/{FAST_RETRY.attempts})" in retries[-1]
 
 
 @pytest.mark.parametrize("as_url", [True, False])
@@ -138,6 +152,6 @@ def test_unsupported_scheme_names_the_param():
         source_for("ftp://host/mnist/", "a.gz")
 
 
-def test_expected_files_names_the_bad_entry():
-    with pytest.raises(ParamsError, match=r"data.files\[1\]"):
-        expected_files([{"name": "a.gz", "bytes": 1, "sha256": "ab"}, {"name": "b.gz"}])
+def test_expected_files_are_the_pinned_files_with_lowercase_digests():
+    pinned = PinnedFile(name="a.gz", bytes=7, sha256="AB" * 32)
+    assert expected_files([pinned]) == [ExpectedFile("a.gz", 7, "ab" * 32)]

@@ -25,9 +25,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_transfer.backbone import BackboneSpec
-from mnist_transfer.common import load_params
+from mnist_transfer.features.backbone import BackboneSpec
+from mnist_transfer.params import load_params
 from tests.conftest import REPO_ROOT, commit_all, configure_stand_in_run, copy_pipeline, dvc_result, run_dvc
+
+pytestmark = pytest.mark.e2e  # every test here runs the real `dvc repro`
 
 FAULTS_DIR = REPO_ROOT / "tests" / "faults"
 CHUNK_IMAGES = 10  # images per Dask task and per store transaction: several chunks even on this subset

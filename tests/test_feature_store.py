@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_transfer.feature_store import FeatureStore, FeatureStoreError
+from mnist_transfer.features.feature_store import FeatureStore, FeatureStoreError
 from tests.conftest import REPO_ROOT
 
 
@@ -57,7 +57,7 @@ def test_many_keys_beyond_one_query(tmp_path: Path):
 WRITER = """
 import sys, numpy as np
 from pathlib import Path
-from mnist_transfer.feature_store import FeatureStore, FeatureStoreError
+from mnist_transfer.features.feature_store import FeatureStore, FeatureStoreError
 store = FeatureStore(Path(sys.argv[1]), feature_dim=2048)
 for batch in range(10**6):
     store.put("bb", [f"{batch}-{i}" for i in range(100)], np.full((100, 2048), batch, np.float32))
@@ -68,11 +68,12 @@ def test_hard_kill_mid_write_leaves_a_consistent_store(tmp_path: Path):
     path = tmp_path / "store.sqlite"
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 300  # generous: a loaded 2-core machine writes slowly
+        while time.monotonic() < deadline and writer.poll() is None:
             time.sleep(0.3)
             if path.exists() and sqlite3.connect(path, timeout=30).execute("SELECT COUNT(*) FROM features").fetchone()[0] >= 500:
                 break
+        assert writer.poll() is None, "the writer ended before it was killed: nothing was interrupted"
     finally:
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
@@ -125,22 +126,48 @@ def test_a_full_disk_rolls_back_the_chunk_and_keeps_the_rest(tmp_path: Path):
         assert store.count("big") == 0 and store.count("bb") == 2
 
 
+WAITER = """
+import sys, time, numpy as np
+from pathlib import Path
+from mnist_transfer.features.feature_store import FeatureStore
+store, marker = FeatureStore(Path(sys.argv[1]), feature_dim=8), Path(sys.argv[2])
+
+def on_statement(sql):
+    if sql.startswith("BEGIN IMMEDIATE") and not marker.exists():  # put() asks for the write lock now
+        marker.write_text(repr(time.monotonic()))
+
+store._db.set_trace_callback(on_statement)
+store.put("bb", ["c"], np.ones((1, 8)))
+print(repr(time.monotonic()))
+"""
+
+
+def wait_for_file(path: Path, process: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert process.poll() is None, f"the process ended before writing {path.name}: {process.communicate()}"
+        assert time.monotonic() < deadline, f"no {path.name} after {timeout_s}s"
+        time.sleep(0.01)
+
+
 def test_a_writer_waits_for_another_runs_transaction(tmp_path: Path):
-    """Queued experiments share the store: a second writer waits (busy timeout), then commits."""
-    path = tmp_path / "store.sqlite"
+    """Queued experiments share the store: a second writer waits (busy timeout) for the lock, then commits."""
+    path, marker = tmp_path / "store.sqlite", tmp_path / "asked-for-the-lock"
     _store_with_rows(path)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another run in the middle of storing a chunk
     waiter = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, numpy as np; from pathlib import Path; from mnist_transfer.feature_store import FeatureStore;"
-            "s = FeatureStore(Path(sys.argv[1]), feature_dim=8); s.put('bb', ['c'], np.ones((1, 8))); print('stored')"
-        ), str(path)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", WAITER, str(path), str(marker)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
     )
-    time.sleep(1.5)
-    assert waiter.poll() is None  # still waiting for the lock, not failed with "database is locked"
-    holder.execute("COMMIT")
-    assert waiter.communicate(timeout=60)[0].strip() == "stored" and waiter.returncode == 0
+    try:
+        wait_for_file(marker, waiter)  # the waiter's put() has begun its BEGIN IMMEDIATE while the lock is held
+    finally:
+        released_at = time.monotonic()
+        holder.execute("COMMIT")
+    output, _ = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, output  # it waited: no "database is locked"
+    asked_at, stored_at = float(marker.read_text()), float(output)
+    assert asked_at < released_at < stored_at  # it asked while the lock was held and got it only after the release
     with FeatureStore(path, feature_dim=8) as store:
         assert store.count("bb") == 3
+        np.testing.assert_array_equal(store.get("bb", ["c"]), np.ones((1, 8)))

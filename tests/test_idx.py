@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_transfer.idx import IdxError, check_split_counts, encode_idx, read_images, read_labels, validate_idx
+from mnist_transfer.data.idx import IdxError, check_split_counts, encode_idx, read_images, read_labels, validate_idx
 
 
 def write(tmp_path: Path, payload: bytes, name: str = "file-ubyte") -> Path:

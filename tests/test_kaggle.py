@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_transfer.convert import read_manifest
-from mnist_transfer.kaggle import (
+from mnist_transfer.app.kaggle_csvs import load_mnist
+from mnist_transfer.data.convert import read_manifest
+from mnist_transfer.data.kaggle import (
     KaggleCsvError,
     KaggleSource,
     convert_kaggle,
@@ -24,7 +25,6 @@ from mnist_transfer.kaggle import (
     read_kaggle_csv,
     write_kaggle_csvs,
 )
-from mnist_transfer.kaggle_csvs import load_mnist
 from tests.conftest import configure_stand_in_run, run_dvc, tiny_split, update_params
 
 
@@ -199,7 +199,7 @@ def test_convert_kaggle_writes_folders_named_by_row(tiny_pair, tmp_path: Path):
 
 
 def test_manifest_round_trip_keeps_unlabelled_rows(tiny_pair, tmp_path: Path):
-    from mnist_transfer.convert import write_manifest
+    from mnist_transfer.data.convert import write_manifest
 
     rows = convert_kaggle(KaggleSource(tiny_pair[0], 10), tmp_path / "jpg", limit_per_class=2, quality=95, workers=1)
     write_manifest(rows, tmp_path / "manifest.csv")
@@ -233,6 +233,7 @@ def backbone_passes(result) -> int:
     return int(re.search(r"(\d+) backbone passes now", result.stdout + result.stderr).group(1))
 
 
+@pytest.mark.e2e
 def test_switching_data_source_reruns_data_stages_and_reuses_features(
     pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch
 ):

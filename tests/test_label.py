@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_transfer.convert import convert_all
-from mnist_transfer.embedding import ExecutorSpec, ImageRecord, ensure_features, list_images
-from mnist_transfer.feature_store import FeatureStore
-from mnist_transfer.label import assign_shards, parity_sample, prediction_rows, shard_of, write_shards
-from tests.conftest import FakeEmbedder, configure_stand_in_run, photo_of_digit, run_dvc, update_params
+from mnist_transfer.data.convert import convert_all
+from mnist_transfer.data.records import ImageRecord, list_images
+from mnist_transfer.evaluation.label import write_shards
+from mnist_transfer.evaluation.parity import parity_sample
+from mnist_transfer.evaluation.predictions import PREDICTION_COLUMNS, assign_shards, prediction_rows, shard_of
+from mnist_transfer.features.embedding import ExecutorSpec, ensure_features
+from mnist_transfer.features.feature_store import FeatureStore
+from tests.conftest import REPO_ROOT, FakeEmbedder, configure_stand_in_run, photo_of_digit, run_dvc, update_params
 
 
 def records(n_images: int) -> list[ImageRecord]:
@@ -38,7 +44,14 @@ def test_every_image_in_exactly_one_shard_whatever_the_order(n_shards: int):
 
 
 def test_shard_of_is_a_fixed_function_of_the_path():
-    assert shard_of("testing/3/00042.jpg", 4) == shard_of("testing/3/00042.jpg", 4)
+    paths = [f"testing/{i % 10}/{i:05d}.jpg" for i in range(50)]
+    # in another process, whose str hashes differ: the same shards (stages and their workers are separate processes)
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from mnist_transfer.evaluation.predictions import shard_of; "
+         "print(*(shard_of(path, 4) for path in sys.argv[1:]))", *paths],
+        cwd=REPO_ROOT, env=dict(os.environ, PYTHONHASHSEED="12345"), capture_output=True, text=True, check=True,
+    )
+    assert other.stdout.split() == [str(shard_of(path, 4)) for path in paths]
     assert {shard_of(f"testing/0/{i:05d}.jpg", 4) for i in range(50)} == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="label.shards"):
         assign_shards(records(3), 0)
@@ -47,11 +60,20 @@ def test_shard_of_is_a_fixed_function_of_the_path():
 def test_prediction_rows_known_answer():
     probabilities = np.zeros((2, 10), np.float32)
     probabilities[0, 3], probabilities[0, 5] = 0.75, 0.25
-    probabilities[1, 8] = 1.0
-    rows = prediction_rows(records(2), probabilities)  # labels 0 and 1
+    probabilities[1, 1] = 1.0
+    rows = prediction_rows(records(2), probabilities)  # labels 0 and 1: the first read wrong, the second right
     assert rows[0][:5] == ("testing/0/00000.jpg", 0, 3, "0.750000", 0)
-    assert rows[1][:5] == ("testing/1/00001.jpg", 1, 8, "1.000000", 0)
+    assert rows[1][:5] == ("testing/1/00001.jpg", 1, 1, "1.000000", 1)
     assert rows[0][5 + 5] == "0.250000"
+
+
+def test_prediction_rows_are_calibrated_and_keep_the_raw_confidence():
+    probabilities = np.zeros((1, 10), np.float32)
+    probabilities[0, 3], probabilities[0, 5] = 0.75, 0.25
+    row = dict(zip(PREDICTION_COLUMNS, prediction_rows(records(1), probabilities, temperature=0.5)[0]))
+    # T = 0.5 squares and renormalises: 0.5625 / 0.625 = 0.9 and 0.0625 / 0.625 = 0.1
+    assert (row["predicted"], row["confidence"], row["p3"], row["p5"], row["p0"]) == (3, "0.900000", "0.900000", "0.100000", "0.000000")
+    assert row["raw_confidence"] == "0.750000" and PREDICTION_COLUMNS[-1] == "raw_confidence"
 
 
 def test_parity_sample_is_spread_and_deterministic():
@@ -122,6 +144,7 @@ def test_nothing_missing_starts_no_cluster_and_loads_no_backbone(stored_test_set
     assert "no cluster started" in caplog.text  # the unreachable scheduler address was never contacted
 
 
+@pytest.mark.e2e
 def test_full_pipeline_accuracy_floor_and_shuffled_labels_control(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
     configure_stand_in_run(

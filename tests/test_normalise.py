@@ -13,8 +13,9 @@ from scipy import ndimage
 from skimage.draw import line_aa
 from skimage.morphology import skeletonize
 
-from mnist_transfer.idx import read_images
-from mnist_transfer.normalise import ImageReadError, NoInkError, normalise_digit, read_image, thicken_thin_strokes
+from mnist_transfer.data.idx import read_images
+from mnist_transfer.data.normalise import ImageReadError, NoInkError, normalise_digit, read_image, thicken_thin_strokes
+from tests.conftest import REPO_ROOT
 
 
 def drawn_strokes(shape: tuple[int, int], segments: list[tuple[float, float, float, float]], width_px: int) -> np.ndarray:
@@ -116,7 +117,7 @@ def stroke_width_px(out: np.ndarray) -> float:
 def test_a_thin_pen_digit_gets_mnist_stroke_width(monkeypatch: pytest.MonkeyPatch) -> None:
     ballpoint = Image.fromarray(255 - drawn_strokes((240, 200), SEVEN, 3))  # strokes 2 % of the digit's size
     assert 1.8 <= stroke_width_px(normalise_digit(ballpoint)) <= 3.2
-    monkeypatch.setattr("mnist_transfer.normalise.MIN_STROKE_FRACTION", 0.0)  # without growing: a hairline
+    monkeypatch.setattr("mnist_transfer.data.normalise.MIN_STROKE_FRACTION", 0.0)  # without growing: a hairline
     assert stroke_width_px(normalise_digit(ballpoint)) < 1.2
 
 
@@ -195,6 +196,134 @@ def test_a_shifted_mnist_digit_is_recentred(mnist_test_digits: np.ndarray) -> No
     digit = mnist_test_digits[0]
     shifted = np.roll(digit, (-4, 3), axis=(0, 1))
     assert np.abs(normalise_digit(Image.fromarray(shifted)).astype(int) - digit).mean() < 1.0
+
+
+# Synthetic phone photos of MNIST test digits: dark ink on light paper, each with one thing that goes wrong.
+PAGE_PX, DIGIT_SCALE = 160, 4  # the 28 px digit, 4× larger, in the middle of a 160 px page
+PAGE_ROWS, PAGE_COLS = np.mgrid[0:PAGE_PX, 0:PAGE_PX] / (PAGE_PX - 1)  # 0..1 down and across
+N_PHOTO_DIGITS = 10  # the first test digits (7 2 1 0 4 1 4 9 5 9: a 5 with a detached bar among them)
+MIN_SIMILARITY = 0.8  # the old normaliser fell below this on every case but pencil-grey strokes
+
+
+def ink_on_page(digit: np.ndarray, thin: bool = False) -> np.ndarray:
+    """The digit's ink (0..1, float) enlarged into the middle of the page; thin: a ballpoint's ~3 px line."""
+    big = ndimage.zoom(digit / 255.0, DIGIT_SCALE, order=1)
+    if thin:
+        skeleton = ndimage.binary_dilation(skeletonize(big > 0.5))  # 3 px wide, along the strokes' middle
+        big = np.clip(1.3 * ndimage.gaussian_filter(skeleton.astype(float), 0.7), 0.0, 1.0)  # a camera's blur
+    page = np.zeros((PAGE_PX, PAGE_PX))
+    top = (PAGE_PX - big.shape[0]) // 2
+    page[top : top + big.shape[0], top : top + big.shape[1]] = big
+    return page
+
+
+def photographed(ink: np.ndarray, seed: int, lighting: np.ndarray | float = 1.0, stain: np.ndarray | float = 0.0,
+                 ink_reflectance: float = 0.12) -> np.ndarray:
+    """uint8 photo: paper reflects 85 % and ink ink_reflectance of the lighting; a stain darkens by its share."""
+    reflectance = (0.85 - (0.85 - ink_reflectance) * ink) * (1.0 - stain)
+    noise = np.random.default_rng(seed).normal(0.0, 2.5, ink.shape)
+    return np.clip(255.0 * reflectance * lighting + noise, 0, 255).astype(np.uint8)
+
+
+def distorted_photo(digit: np.ndarray, case: str, seed: int) -> np.ndarray:
+    """The clean photo of the digit with one distortion (`case`), uint8 (PAGE_PX, PAGE_PX)."""
+    ink = ink_on_page(digit, thin=case == "thin ballpoint, 2:1 gradient")
+    gradient = 0.5 + 0.5 * PAGE_ROWS  # 2:1, dark at the top
+    shadow = 0.45 * np.exp(-(((PAGE_ROWS - 0.5) / 0.12) ** 2 + ((PAGE_COLS - 0.08) / 0.07) ** 2) / 2)
+    ring_radius = np.hypot(PAGE_ROWS - 0.5, 1.4 * (PAGE_COLS - 0.1))
+    grid = np.zeros_like(ink)
+    grid[::12, :] = grid[:, 3::12] = 1.0
+    cases = {
+        "2:1 lighting gradient": lambda: photographed(ink, seed, lighting=gradient),
+        "thin ballpoint, 2:1 gradient": lambda: photographed(ink, seed, lighting=gradient),
+        "shadow blob beside the digit": lambda: photographed(ink, seed, lighting=1.0 - shadow),
+        "bleed-through ring beside the digit": lambda: photographed(
+            ink, seed, stain=0.45 * np.exp(-(((ring_radius - 0.12) / 0.02) ** 2) / 2)),
+        "page edge in a corner": lambda: np.where(PAGE_ROWS + PAGE_COLS < 0.3, 45, photographed(ink, seed)).astype(np.uint8),
+        "pencil-grey strokes": lambda: photographed(ink, seed, ink_reflectance=0.68),  # 43 grey levels of contrast
+        "grid lines crossing the digit": lambda: photographed(ink, seed, stain=0.3 * ndimage.grey_dilation(grid, size=2)),
+    }
+    return cases[case]()
+
+
+def similarity(out: np.ndarray, expected: np.ndarray) -> float:
+    """Correlation of two 28×28 outputs, each blurred by 1 px (a one-pixel shift of a thin stroke is no error);
+    0 for a blank output."""
+    out, expected = (ndimage.gaussian_filter(image.astype(float), 1.0).ravel() for image in (out, expected))
+    return float(np.corrcoef(out, expected)[0, 1]) if out.std() > 0 else 0.0
+
+
+def normalised_or_blank(pixels: np.ndarray | Image.Image) -> np.ndarray:
+    """normalise_digit's output, or a black 28×28 where it found no digit (similarity 0, not an error)."""
+    try:
+        return normalise_digit(pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels))
+    except NoInkError:
+        return np.zeros((28, 28), np.uint8)
+
+
+@pytest.fixture(scope="module")
+def clean_photos_normalised(mnist_test_digits: np.ndarray) -> list[np.ndarray]:
+    """The known answers: the first N_PHOTO_DIGITS digits photographed on evenly lit paper, normalised."""
+    return [normalise_digit(Image.fromarray(photographed(ink_on_page(digit), seed)))
+            for seed, digit in enumerate(mnist_test_digits[:N_PHOTO_DIGITS])]
+
+
+@pytest.mark.parametrize("case", [
+    "2:1 lighting gradient", "thin ballpoint, 2:1 gradient", "shadow blob beside the digit",
+    "bleed-through ring beside the digit", "page edge in a corner", "pencil-grey strokes",
+    "grid lines crossing the digit",
+])
+def test_a_distorted_photo_reads_like_the_clean_one(mnist_test_digits: np.ndarray, clean_photos_normalised: list,
+                                                     case: str) -> None:
+    scores = [similarity(normalised_or_blank(distorted_photo(digit, case, seed)), clean)
+              for seed, (digit, clean) in enumerate(zip(mnist_test_digits, clean_photos_normalised))]
+    assert min(scores) >= MIN_SIMILARITY, f"{case}: similarities {np.round(scores, 2).tolist()}"
+
+
+def dim_shaded_crop(digit: np.ndarray, seed: int) -> Image.Image:
+    """A 28×28 JPEG: the digit in ink that darkens grey paper (180) by 35 %, under lighting from 70 % to 100 %."""
+    lighting = np.linspace(0.7, 1.0, 28)[:, None]
+    pixels = 180.0 * lighting * (1.0 - 0.35 * digit / 255.0) + np.random.default_rng(seed).normal(0.0, 3.0, digit.shape)
+    return encoded(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), "JPEG", quality=85)
+
+
+def test_a_dim_shaded_28_px_crop_reads_like_the_digit(mnist_test_digits: np.ndarray) -> None:
+    """Contrast of about 50 grey levels on paper from 126 to 180: the old normaliser found no digit in any."""
+    scores = [similarity(normalised_or_blank(dim_shaded_crop(digit, seed)), digit)
+              for seed, digit in enumerate(mnist_test_digits[:N_PHOTO_DIGITS])]
+    assert min(scores) >= MIN_SIMILARITY, f"similarities {np.round(scores, 2).tolist()}"
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.clip(217 * (0.5 + 0.5 * PAGE_ROWS) + np.random.default_rng(3).normal(0, 2.5, PAGE_ROWS.shape), 0, 255),
+        np.where(PAGE_COLS < 0.4, 45.0, 217.0),  # the table beside the page
+        np.where(PAGE_ROWS + PAGE_COLS < 0.3, 45.0, 217.0),
+    ],
+    ids=["2:1-lighting-gradient", "page-edge", "page-corner"],
+)
+def test_an_unevenly_lit_or_framed_blank_page_has_no_digit(pixels: np.ndarray) -> None:
+    with pytest.raises(NoInkError, match="no digit found"):
+        normalise_digit(Image.fromarray(pixels.astype(np.uint8)))
+
+
+REAL_DIGITS_DIR = REPO_ROOT.parent / "shared" / "real_digits"  # the development set (never copied here)
+
+
+@pytest.mark.slow  # 88 images of up to 1000 px: about 8 s
+def test_no_real_digit_photo_is_refused() -> None:
+    """Each of the development set's photos, scans and drawings (88 by 9 writers) holds a digit."""
+    if not REAL_DIGITS_DIR.is_dir():
+        pytest.skip(f"development set {REAL_DIGITS_DIR} not found")
+    paths = sorted(path for path in REAL_DIGITS_DIR.iterdir() if path.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    refused = []
+    for path in paths:
+        try:
+            normalise_digit(read_image(path))
+        except NoInkError as error:
+            refused.append(f"{path.name}: {error}")
+    assert paths and not refused, "\n".join(refused)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_transfer.common import DataError
-from mnist_transfer.own import OwnImage, label_of, normalise_own, own_images, write_own_manifest
+from mnist_transfer.data.own import OwnImage, label_of, normalise_own, own_images, write_own_manifest
+from mnist_transfer.errors import DataError
 
 
 def photo(path: Path, digit_side_px: int = 60, dark_on_light: bool = True) -> Path:

@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import commit_all, configure_stand_in_run, copy_pipeline, dvc_result, run_dvc
 
+pytestmark = pytest.mark.e2e  # every test here runs the real `dvc repro` / `dvc exp run`
+
 RAN = re.compile(r"^Running stage '([\w-]+)'", re.MULTILINE)
 
 

@@ -8,8 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.conftest import run_dvc, update_params
+
+pytestmark = pytest.mark.e2e  # every test here runs the real `dvc repro`
 
 
 def idx_label_counts(gz_path: Path) -> Counter:

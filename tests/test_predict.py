@@ -15,14 +15,17 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from mnist_transfer import cli
-from mnist_transfer.backbone import BackboneSpec, load_backbone
-from mnist_transfer.export import export_model, load_exported
-from mnist_transfer.idx import read_images, read_labels
-from mnist_transfer.inference import DigitModel, ModelNotFoundError
-from mnist_transfer.normalise import normalise_digit, read_image
-from mnist_transfer.predict import CSV_COLUMNS
-from mnist_transfer.train import HeadParams, train_head
+from mnist_transfer.app import cli
+from mnist_transfer.app.predict import CSV_COLUMNS, result_line, result_row
+from mnist_transfer.data.idx import read_images, read_labels
+from mnist_transfer.data.normalise import normalise_digit, read_image
+from mnist_transfer.features.backbone import BackboneSpec, load_backbone
+from mnist_transfer.models.export import load_exported
+from mnist_transfer.models.head import train_head
+from mnist_transfer.models.inference import DigitModel, ModelNotFoundError
+from mnist_transfer.models.metadata import METADATA_FILE, ModelMetadata, write_metadata
+from mnist_transfer.models.transfer import export_model
+from mnist_transfer.params import TrainParams
 
 N_TRAIN = 3000  # the first MNIST training digits: ~85 % validation accuracy with the stand-in
 N_PHOTOS = 300
@@ -46,7 +49,7 @@ def model_dir(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     spec = BackboneSpec("keras", "", "random", 75)
     backbone = load_backbone(spec)
     features = np.concatenate([backbone.embed(digits[start : start + 500, :, :, None]) for start in range(0, N_TRAIN, 500)])
-    head, _ = train_head(features, labels, np.arange(N_TRAIN) % 10 == 0, HeadParams(epochs=60), callbacks=[])
+    head, _ = train_head(features, labels, np.arange(N_TRAIN) % 10 == 0, TrainParams(epochs=60), callbacks=[])
     export_model(head, spec, folder / "model")
     return folder / "model"
 
@@ -94,6 +97,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("thin_pen", [False, True], ids=["mnist-strokes", "thin-pen"])
+@pytest.mark.slow
 def test_synthetic_photos_read_nearly_as_well_as_the_digits_themselves(
     model_dir: Path, test_digits: tuple[np.ndarray, np.ndarray], tmp_path: Path, thin_pen: bool
 ) -> None:
@@ -135,6 +139,7 @@ def output_lines(capsys: pytest.CaptureFixture) -> list[list[str]]:
     return [line.split("  ") for line in capsys.readouterr().out.splitlines()]
 
 
+@pytest.mark.slow
 def test_folders_recursive_and_globs(model_dir: Path, inputs: Path, tmp_path: Path, capsys) -> None:
     assert predict(inputs / "a", str(inputs / "b" / "*.png"), "--model", model_dir, "--csv", tmp_path / "out.csv") == 0
     lines = output_lines(capsys)
@@ -151,6 +156,7 @@ def test_folders_recursive_and_globs(model_dir: Path, inputs: Path, tmp_path: Pa
     assert [row["digit"] for row in rows] == [str(digit) for digit in model.predict(normalised).argmax(axis=1)]
 
 
+@pytest.mark.slow
 def test_unreadable_and_blank_files_are_reported_and_the_others_labelled(model_dir: Path, inputs: Path, capsys) -> None:
     (inputs / "b" / "empty.png").write_bytes(b"")
     intact = (inputs / "b" / "2.jpg").read_bytes()
@@ -163,9 +169,12 @@ def test_unreadable_and_blank_files_are_reported_and_the_others_labelled(model_d
     assert lines["corrupt.jpg"][0].startswith("error: cannot decode")
     assert lines["blank.png"][0].startswith("error: no digit found")
     assert lines["notes.txt"] == ["error: not an image (Pillow cannot identify its format)"]
-    assert all(len(lines[name]) == 2 and lines[name][0].isdigit() for name in ("2.jpg", "2.png", "7.bmp"))
+    # digit, confidence, model (and an unsure mark when below the default --min-confidence)
+    assert all(len(lines[name]) in (3, 4) and lines[name][0].isdigit() and lines[name][2] == "transfer"
+               for name in ("2.jpg", "2.png", "7.bmp"))
 
 
+@pytest.mark.slow
 def test_a_path_that_matches_nothing_is_reported_among_others(model_dir: Path, inputs: Path, capsys) -> None:
     assert predict(inputs / "a" / "0.png", inputs / "missing.png", "--model", model_dir) == 1
     lines = output_lines(capsys)
@@ -174,6 +183,7 @@ def test_a_path_that_matches_nothing_is_reported_among_others(model_dir: Path, i
 
 
 @pytest.mark.parametrize("argv", [[], ["{tmp}/nothing-here/*.png"], ["{tmp}/absent.png"], ["{tmp}/empty-folder"]])
+@pytest.mark.slow
 def test_usage_errors_exit_2(model_dir: Path, tmp_path: Path, argv: list[str], capsys) -> None:
     (tmp_path / "empty-folder").mkdir()
     assert predict(*[arg.format(tmp=tmp_path) for arg in argv], "--model", model_dir) == 2
@@ -186,6 +196,7 @@ def test_missing_model_says_to_run_dvc_repro(inputs: Path, tmp_path: Path, capsy
     assert "no-model" in error and "dvc repro" in error and "Traceback" not in error
 
 
+@pytest.mark.slow
 def test_save_normalised_writes_the_28x28_the_model_saw(model_dir: Path, inputs: Path, test_digits, tmp_path: Path, capsys) -> None:
     digits, _ = test_digits
     seen = tmp_path / "seen"
@@ -198,6 +209,7 @@ def test_save_normalised_writes_the_28x28_the_model_saw(model_dir: Path, inputs:
     assert np.abs(saved.astype(int) - digits[0]).mean() < 2  # an MNIST digit comes out (almost) as it went in
 
 
+@pytest.mark.slow
 def test_digit_model_predicts_in_batches(model_dir: Path, test_digits) -> None:
     digits, _ = test_digits
     model = DigitModel.load(model_dir)
@@ -217,3 +229,79 @@ def test_digit_model_errors(tmp_path: Path) -> None:
         DigitModel.load(tmp_path)
     with pytest.raises(ModelNotFoundError, match="model.tflite"):
         DigitModel.load(tmp_path, tflite=True)
+
+
+# --- which model answers, and unsure answers ----------------------------------------------------------------------
+
+
+def test_result_row_and_line_name_the_model_and_mark_unsure_answers() -> None:
+    probabilities = np.array([0.01, 0.41, 0, 0, 0, 0, 0.05, 0.48, 0.05, 0], np.float32)
+    labels = tuple(str(digit) for digit in range(10))
+    row = result_row(Path("a/7.png"), probabilities, labels, "cnn", min_confidence=0.5)
+    assert dict(zip(CSV_COLUMNS, row)) == {
+        "path": "a/7.png", "digit": "7", "confidence": "0.480", **{f"p{d}": f"{p:.6f}" for d, p in enumerate(probabilities)},
+        "model": "cnn", "unsure": "1",
+    }
+    assert result_line(row, probabilities, labels) == "a/7.png  7  0.480  cnn  unsure (7 0.48, 1 0.41)"
+    sure = result_row(Path("a/7.png"), probabilities, labels, "transfer", min_confidence=0.48)
+    assert sure[-1] == "0" and result_line(sure, probabilities, labels) == "a/7.png  7  0.480  transfer"
+    assert CSV_COLUMNS[:13] == ("path", "digit", "confidence", *(f"p{d}" for d in range(10)))  # the contract
+
+
+@pytest.mark.parametrize("value", ["1", "1.5", "-0.1", "half", "nan"])
+def test_min_confidence_outside_0_to_1_is_a_usage_error(value: str, tmp_path: Path, capsys) -> None:
+    assert predict(tmp_path, "--min-confidence", value) == 2
+    error = capsys.readouterr().err
+    assert "--min-confidence" in error and "0 ≤ P < 1" in error and "Traceback" not in error
+
+
+def test_no_model_anywhere_says_to_run_dvc_repro(inputs: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/model, no data/cnn here
+    assert predict(inputs / "a") == 1
+    error = capsys.readouterr().err
+    assert "data/model or data/cnn" in error and "dvc repro" in error and "--model" in error
+
+
+def linked_model(model_dir: Path, folder: Path, metadata: ModelMetadata) -> Path:
+    """model_dir's files linked into folder, with its own model.json."""
+    folder.mkdir(parents=True)
+    for entry in model_dir.iterdir():
+        if entry.name != METADATA_FILE:
+            (folder / entry.name).symlink_to(entry.resolve())
+    write_metadata(metadata, folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_better_model_answers_by_default_and_names_itself(
+    model_dir: Path, inputs: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    linked_model(model_dir, tmp_path / "data" / "model", ModelMetadata("transfer", 0.90, 300))
+    linked_model(model_dir, tmp_path / "data" / "cnn", ModelMetadata("cnn", 0.95, 300, temperature=1000.0))
+    assert predict(inputs / "a", "--csv", tmp_path / "out.csv") == 0
+    captured = capsys.readouterr()
+    assert "cnn (data/cnn) answers: validation accuracy 95.00% vs transfer 90.00%" in captured.err
+    lines = [line.split("  ") for line in captured.out.splitlines()]
+    assert len(lines) == 2 and all(line[3] == "cnn" for line in lines)
+    # T = 1000 flattens every answer to ~0.1: all unsure, the two likeliest digits named, the top digit kept
+    assert all(line[4].startswith("unsure (" + line[1] + " 0.10, ") for line in lines)
+    rows = read_csv(tmp_path / "out.csv")
+    assert [row["model"] for row in rows] == ["cnn", "cnn"] and [row["unsure"] for row in rows] == ["1", "1"]
+    assert all(float(row["confidence"]) < 0.11 for row in rows)
+
+    assert predict(inputs / "a", "--model", tmp_path / "data" / "model", "--min-confidence", "0") == 0  # explicit
+    captured = capsys.readouterr()
+    assert "validation accuracy" not in captured.err  # no choice made
+    assert all(line.split("  ")[3:] == ["transfer"] for line in captured.out.splitlines())
+
+
+@pytest.mark.slow
+def test_digit_model_applies_the_temperature(model_dir: Path, test_digits, tmp_path: Path) -> None:
+    digits, _ = test_digits
+    raw = DigitModel.load(model_dir)
+    tempered = DigitModel.load(linked_model(model_dir, tmp_path / "cnn", ModelMetadata("cnn", 0.9, 10, temperature=2.0)))
+    assert (raw.name, raw.temperature, tempered.name, tempered.temperature) == ("transfer", 1.0, "cnn", 2.0)
+    expected = np.sqrt(raw.predict(digits[:20]))
+    np.testing.assert_allclose(tempered.predict(digits[:20]), expected / expected.sum(axis=1, keepdims=True), atol=1e-5)
+    assert tempered.identity != raw.identity

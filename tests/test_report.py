@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -12,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_transfer.convert import encode_jpg
-from mnist_transfer.report import (
+from mnist_transfer.data.convert import encode_jpg
+from mnist_transfer.errors import DataError
+from mnist_transfer.evaluation.report import (
     CoverageError,
     check_coverage,
     combined_metrics,
@@ -27,7 +30,8 @@ from mnist_transfer.report import (
     read_shards,
     summary_metrics,
 )
-from mnist_transfer.report_html import render_report
+from mnist_transfer.evaluation.report_html import render_report
+from mnist_transfer.models.metadata import ModelMetadata, write_metadata
 from tests.conftest import REPO_ROOT, require_browser
 
 HEADER = "path,actual,predicted,confidence,correct\n"
@@ -55,7 +59,15 @@ def predictions_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def agreement(*shards: str) -> tuple[int, int]:
+    """(rows whose actual == predicted, rows) of shard CSV texts: the known answer, never their `correct` column."""
+    rows = [row for shard in shards for row in csv.DictReader(io.StringIO(shard))]
+    return sum(row["actual"] == row["predicted"] for row in rows), len(rows)
+
+
 def test_known_answer_aggregation(predictions_dir: Path):
+    n_right, n_images = agreement(SHARD_0, SHARD_1)
+    assert (n_right, n_images) == (5, 8)
     predictions = read_shards(predictions_dir)
     check_coverage(predictions, ALL_PATHS)
     matrix = confusion_matrix(predictions)
@@ -67,12 +79,28 @@ def test_known_answer_aggregation(predictions_dir: Path):
     assert per_digit.loc[7, "accuracy"] == pytest.approx(0.5) and per_digit.loc[7, "most_confused_with"] == 1
     assert per_digit.loc[1, "most_confused_with"] == 7 and pd.isna(per_digit.loc[0, "most_confused_with"])
     metrics = summary_metrics(predictions, per_digit_table(matrix))
-    assert metrics["accuracy"] == pytest.approx(5 / 8) and metrics["n_images"] == 8 and metrics["n_errors"] == 3
+    assert metrics["accuracy"] == pytest.approx(n_right / n_images) and metrics["n_images"] == n_images
+    assert metrics["n_errors"] == n_images - n_right
     assert metrics["mean_confidence"] == pytest.approx(np.mean([0.99, 0.60, 0.95, 0.90, 0.80, 0.55, 0.97, 0.98]))
     assert metrics["per_digit"]["7"] == pytest.approx(0.5) and metrics["per_digit"]["0"] == 1.0
     assert metrics["per_digit"]["3"] is None  # no image of that digit
     worst_first = misclassified(predictions)
     assert worst_first["path"].tolist() == ["testing/7/00004.jpg", "testing/1/00002.jpg", "testing/7/00005.jpg"]
+
+
+@pytest.mark.parametrize(
+    "row, lied, line",
+    [("testing/7/00003.jpg,7,7,0.95,1", "testing/7/00003.jpg,7,7,0.95,0", 4),  # right, but says wrong
+     ("testing/1/00002.jpg,1,7,0.60,0", "testing/1/00002.jpg,1,7,0.60,1", 3)],  # wrong, but says right
+    ids=["right-says-wrong", "wrong-says-right"],
+)
+def test_a_correct_column_that_contradicts_actual_and_predicted_is_refused(predictions_dir: Path, row, lied, line):
+    """Averaging such a column would misreport the accuracy (4/8 or 6/8 here instead of 5/8)."""
+    (predictions_dir / "shard-0.csv").write_text(SHARD_0.replace(row, lied))
+    path, actual, predicted, _, correct = lied.split(",")
+    expected = f"shard-0.csv line {line} ({path}): correct={correct} but actual={actual}, predicted={predicted}"
+    with pytest.raises(DataError, match=re.escape(expected)):
+        read_shards(predictions_dir)
 
 
 def test_duplicated_row_fails_naming_the_image(predictions_dir: Path):
@@ -197,6 +225,7 @@ def test_html_is_self_contained_with_one_inline_image_per_error(predictions_dir:
     assert page.count("<tr>") >= 11 + 10  # per-digit table and confusion matrix rows
 
 
+@pytest.mark.browser
 def test_html_renders_in_headless_chromium(predictions_dir: Path, tmp_path: Path):
     chromium, _driver = require_browser()
     write_test_images(tmp_path / "jpg")
@@ -229,3 +258,62 @@ def test_report_stage_cli(predictions_dir: Path, tmp_path: Path):
     assert (out / "predictions.csv").read_text().splitlines()[0] == "path,actual,predicted,confidence,correct"
     assert len((out / "misclassified.csv").read_text().splitlines()) == 4
     assert (out / "per_digit.csv").read_text().splitlines()[0] == "digit,n,correct,accuracy,most_confused_with"
+
+
+# --- calibration: ECE before/after, reliability diagrams, risk–coverage --------------------------------------------
+
+# 4 digits answered at a raw 0.95, 3 of them right; the label stage's calibrated confidence 0.75 (T = 2 would do it)
+CALIBRATED_SHARD = "path,actual,predicted,confidence,correct,raw_confidence\n" + "".join(
+    f"testing/{d}/0000{i}.jpg,{d},{d if i else (d + 1) % 10},0.750000,{int(i > 0)},0.950000\n" for i, d in enumerate((1, 3, 5, 7))
+)
+
+
+def test_calibration_metrics_known_answer(tmp_path: Path):
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    (folder / "shard-0.csv").write_text(CALIBRATED_SHARD)
+    results = model_results("cnn", read_shards(folder).drop(columns="shard"), ModelMetadata("cnn", 0.99, 100, temperature=2.0))
+    assert results.metrics["calibration"] == {"temperature": 2.0, "ece_before": pytest.approx(0.2), "ece_after": 0.0, "n_bins": 15}
+    plain = model_results("transfer", read_shards(folder).drop(columns=["shard", "raw_confidence"]))  # shards of old
+    assert plain.metrics["calibration"] == {"temperature": 1.0, "ece_before": 0.0, "ece_after": 0.0, "n_bins": 15}
+    assert combined_metrics(plain, results)["cnn"]["calibration"]["temperature"] == 2.0
+
+
+def test_known_answer_shards_calibration_and_the_charts(two_models_and_own, tmp_path: Path):
+    predictions_dir, cnn_dir = two_models_and_own
+    transfer = model_results("transfer", read_shards(predictions_dir).drop(columns="shard"))
+    # confidences 0.99 ✓ 0.60 ✗ 0.95 ✓ 0.90 ✓ | 0.80 ✗ 0.55 ✗ 0.97 ✓ 0.98 ✓: four 15-bins by hand
+    by_hand = (4 * abs(1 - (0.99 + 0.95 + 0.97 + 0.98) / 4) + abs(1 - 0.90) + 2 * abs(0 - (0.60 + 0.55) / 2) + abs(0 - 0.80)) / 8
+    assert transfer.metrics["calibration"]["ece_before"] == pytest.approx(by_hand)
+    data_root = tmp_path / "jpg"
+    write_test_images(data_root, ALL_PATHS | {"own/testing/3/photo_3-ab.jpg", "own/testing/5/five-cd.jpg"})
+    page = render(predictions_dir, data_root, cnn_dir)
+    assert "Calibration: how far to trust the confidence" in page
+    assert page.count('class="reliability"') == 4 and page.count('class="risk-coverage"') == 2  # 2 models × (test, own)
+    assert "MNIST test set (8 digits)" in page and "Your handwriting (2 digits)" in page
+
+
+def test_html_names_the_model_predict_answers_with(predictions_dir: Path, tmp_path: Path):
+    write_test_images(tmp_path / "jpg")
+    transfer = model_results("transfer", read_shards(predictions_dir).drop(columns="shard"), ModelMetadata("transfer", 0.96, 10))
+    cnn = model_results("cnn", read_shards(predictions_dir).drop(columns="shard"), ModelMetadata("cnn", 0.99, 10))
+    tables = {"misclassified": misclassified(transfer.official), "disagreements": None, "own": own_table(transfer, None, [])}
+    page = render_report({"transfer": transfer, "cnn": cnn}, tables, tmp_path / "jpg")
+    assert "By default, predict and serve answer with cnn (validation accuracy: transfer 96.00%, cnn 99.00%)" in page
+
+
+def test_report_stage_reads_the_temperature_beside_the_shards(tmp_path: Path):
+    write_test_images(tmp_path / "jpg", {line.split(",")[0] for line in CALIBRATED_SHARD.splitlines()[1:]})
+    folder = tmp_path / "predictions"
+    folder.mkdir()
+    (folder / "shard-0.csv").write_text(CALIBRATED_SHARD)
+    write_metadata(ModelMetadata("transfer", 0.9, 100, temperature=2.0), folder)
+    out = tmp_path / "reports"
+    subprocess.run(
+        [sys.executable, "-m", "stages.report", "--predictions", str(folder), "--images", str(tmp_path / "jpg" / "testing"),
+         "--own", str(tmp_path / "jpg" / "own" / "testing"), "--own-manifest", str(tmp_path / "none.csv"), "--out", str(out)],
+        cwd=REPO_ROOT, check=True, capture_output=True,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["calibration"] == {"temperature": 2.0, "ece_before": pytest.approx(0.2), "ece_after": 0.0, "n_bins": 15}
+    assert metrics["accuracy"] == 0.75  # the top-level keys stay the transfer model's

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_transfer.common import DataError
-from mnist_transfer.kaggle import write_kaggle_csvs
-from mnist_transfer.kaggle_csvs import load_mnist
-from mnist_transfer.submit import read_submission, unlabelled_records, write_submission
+from mnist_transfer.app.kaggle_csvs import load_mnist
+from mnist_transfer.data.kaggle import write_kaggle_csvs
+from mnist_transfer.errors import DataError
+from mnist_transfer.evaluation.submit import read_submission, unlabelled_records, write_submission
 from tests.conftest import configure_stand_in_run, run_dvc, update_params
 
 FLOOR = 0.5  # ~245 training images through the random stand-in backbone; chance is 0.1
@@ -77,6 +77,7 @@ def submission_accuracy(repo: Path) -> float:
     return float((digits == answers).mean())
 
 
+@pytest.mark.e2e
 def test_dvc_repro_kaggle_submission_floor_and_shuffled_labels_control(
     pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch
 ):

@@ -12,21 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_transfer import cli
-from mnist_transfer.backbone import BackboneSpec
-from mnist_transfer.cnn import digit_pixels
-from mnist_transfer.common import DataError
-from mnist_transfer.embedding import ImageRecord
-from mnist_transfer.export import (
-    TFLITE_FILE,
-    TfliteClassifier,
-    classifier_module,
-    load_tflite,
-    tflite_model,
-    tflite_quantisable,
-)
-from mnist_transfer.inference import DigitModel
-from mnist_transfer.label import TFLITE_MIN_AGREEMENT, ParityError, check_tflite_parity
+from mnist_transfer.app import cli
+from mnist_transfer.data.records import ImageRecord
+from mnist_transfer.errors import DataError
+from mnist_transfer.evaluation.parity import TFLITE_MIN_AGREEMENT, ParityError, check_tflite_parity
+from mnist_transfer.features.backbone import BackboneSpec
+from mnist_transfer.models.cnn import digit_pixels
+from mnist_transfer.models.export import TFLITE_FILE, TfliteClassifier, classifier_module, load_tflite, tflite_model
+from mnist_transfer.models.inference import DigitModel
+from mnist_transfer.models.transfer import tflite_quantisable
 
 SAMPLE_SIZE = 300  # MNIST test digits compared
 
@@ -37,6 +31,7 @@ def test_sample(mnist_arrays) -> tuple[np.ndarray, np.ndarray]:
     return images[:SAMPLE_SIZE], labels[:SAMPLE_SIZE]
 
 
+@pytest.mark.slow
 def test_tflite_predicts_the_savedmodel_digits(exported_model: Path, test_sample) -> None:
     images, labels = test_sample
     assert (exported_model / TFLITE_FILE).stat().st_size > 20e6  # the backbone's weights are in it (not NaN stubs)
@@ -60,6 +55,7 @@ def test_only_the_random_stand_in_stays_float(spec: BackboneSpec, quantisable: b
     assert tflite_quantisable(spec) is quantisable
 
 
+@pytest.mark.slow
 def test_dynamic_range_quantisation_stores_int8_weights(test_sample, tmp_path: Path) -> None:
     import keras
 
@@ -83,6 +79,7 @@ def predicted_digits(csv_path: Path) -> list[str]:
         return [row["digit"] for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_predict_tflite_gives_the_savedmodel_digits(exported_model: Path, test_sample, tmp_path: Path) -> None:
     images, _ = test_sample
     for index, digit in enumerate(images[:12]):
@@ -105,6 +102,7 @@ def parity_inputs(images: np.ndarray, data_root: Path) -> list[ImageRecord]:
     return records
 
 
+@pytest.mark.slow
 def test_label_parity_check_passes_and_fails(exported_model: Path, test_sample, tmp_path: Path, caplog) -> None:
     images, _ = test_sample
     records = parity_inputs(images[:100], tmp_path / "jpg")

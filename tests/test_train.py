@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_transfer.backbone import BackboneSpec, load_backbone
-from mnist_transfer.convert import encode_jpg
-from mnist_transfer.export import HEAD_FILE, LABELS_FILE, export_model, load_exported
-from mnist_transfer.train import HeadParams, in_validation, train_head, validation_mask
+from mnist_transfer.data.convert import encode_jpg
+from mnist_transfer.data.split import in_validation, validation_mask
+from mnist_transfer.features.backbone import BackboneSpec, load_backbone
+from mnist_transfer.models.calibration import calibrate
+from mnist_transfer.models.export import HEAD_FILE, LABELS_FILE, load_exported
+from mnist_transfer.models.head import head_probabilities, train_head
+from mnist_transfer.models.metadata import ModelMetadata, read_metadata
+from mnist_transfer.models.transfer import export_model
+from mnist_transfer.params import TrainParams
 from tests.conftest import configure_stand_in_run, run_dvc, tiny_split
 
-FAST = HeadParams(learning_rate=0.01, epochs=40, batch_size=64, patience=5, seed=1)
+FAST = TrainParams(learning_rate=0.01, epochs=40, batch_size=64, patience=5, seed=1)
 
 
 def separable_features(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -28,6 +33,7 @@ def separable_features(n_images: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return features, labels, paths
 
 
+@pytest.mark.slow
 def test_head_learns_separable_features():
     features, labels, paths = separable_features(2000)
     _, summary = train_head(features, labels, validation_mask(paths, 20), FAST, callbacks=[])
@@ -42,6 +48,7 @@ def test_head_cannot_learn_random_labels():
     assert summary["val_accuracy"] < 0.3  # chance is 0.1
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed():
     features, labels, paths = separable_features(500)
     mask = validation_mask(paths, 20)
@@ -67,24 +74,25 @@ def test_bad_validation_percentage_is_named(percentage: float):
         validation_mask(np.array(["a"]), percentage)
 
 
-def test_unknown_train_param_is_named():
-    with pytest.raises(ValueError, match="learning_rat"):
-        HeadParams.from_params({"learning_rat": 0.1})
-
-
+@pytest.mark.slow
 def test_exported_model_matches_bottleneck_path(tmp_path: Path):
     spec = BackboneSpec("keras", "", "random", 75)
     images, labels = tiny_split(20, seed=3)
     encoded = [encode_jpg(image, 95) for image in images]
     features = load_backbone(spec).embed_encoded(encoded, batch_size=8)  # the bottleneck stage's path
-    head, _ = train_head(features, labels, validation_mask(np.array([f"p{i}" for i in range(20)]), 30), FAST, [])
-    export_model(head, spec, tmp_path / "model")
+    is_validation = validation_mask(np.array([f"p{i}" for i in range(20)]), 30)
+    head, summary = train_head(features, labels, is_validation, FAST, [])
+    calibration = calibrate(head_probabilities(head, features, is_validation, chunk_rows=2), labels[is_validation])
+    metadata = ModelMetadata.from_training("transfer", summary, calibration)
+    export_model(head, spec, tmp_path / "model", metadata=metadata)
+    assert read_metadata(tmp_path / "model") == metadata and calibration.n_images == is_validation.sum()
 
     exported = load_exported(tmp_path / "model")
     served_features = exported.signatures["features"](images=tf.constant(encoded))["features"].numpy()
     np.testing.assert_allclose(served_features, features, rtol=1e-4, atol=1e-6)
     served = exported.signatures["serving_default"](images=tf.constant(encoded))
     expected = head.predict(features, verbose=0)
+    np.testing.assert_allclose(head_probabilities(head, features, is_validation, chunk_rows=2), expected[is_validation], atol=1e-6)
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(served["digit"].numpy(), expected.argmax(axis=1))
     decoded = exported.signatures["predict_images"](images=tf.constant(images[..., None]))
@@ -94,6 +102,7 @@ def test_exported_model_matches_bottleneck_path(tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left
 
 
+@pytest.mark.e2e
 def test_dvc_repro_train_with_the_stand_in(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
     configure_stand_in_run(pipeline_repo, mnist_dir, limit_per_class=30, extra={"train.epochs": 20})

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_transfer.webapp import AppConfig, create_app, save_own_image
+from mnist_transfer.app.webapp import AppConfig, create_app, save_own_image
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 
@@ -61,8 +61,10 @@ def test_healthz_names_the_loaded_models(client):
 
 def test_predict_answers_for_each_model(client):
     answer = client.post("/api/predict", files={"image": ("bar.png", drawn_bar(), "image/png")}).json()
-    assert set(answer) == {"digit", "confidence", "probabilities", "normalised", "models"}
-    assert set(answer["models"]) == {"transfer", "cnn"} and answer["models"]["cnn"]["model"] == "fake@cnn"
+    assert set(answer) == {"digit", "confidence", "probabilities", "model", "unsure", "top2", "normalised", "models"}
+    assert set(answer["models"]) == {"transfer", "cnn"} and answer["models"]["cnn"]["identity"] == "fake@cnn"
+    assert answer["model"] == "transfer" and answer["models"]["cnn"]["model"] == "cnn"  # every answer names its model
+    assert answer["unsure"] is False and answer["top2"][0] == {"digit": answer["digit"], "confidence": pytest.approx(0.92)}
     assert len(answer["probabilities"]) == 10 and answer["confidence"] == pytest.approx(0.92)
     assert answer["digit"] == int(np.argmax(answer["probabilities"])) == answer["models"]["transfer"]["digit"]
     seen = np.asarray(Image.open(io.BytesIO(__import__("base64").b64decode(answer["normalised"].split(",")[1]))))
@@ -127,6 +129,7 @@ def test_save_own_image_never_overwrites(tmp_path: Path, monkeypatch):
     assert first.read_bytes() == b"one" and len(list(tmp_path.iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_a_concurrent_burst_is_answered_correctly(client):
     """200 requests, 8 at a time: every answer complete and right (the app holds no per-request state)."""
     strokes = {n: np.full((280, 280), 255, np.uint8) for n in (1, 3, 6)}
@@ -142,3 +145,33 @@ def test_a_concurrent_burst_is_answered_correctly(client):
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert all(pool.map(ask, range(200)))
+
+
+def test_answers_below_min_confidence_are_unsure_with_the_top_two(tmp_path: Path):
+    config = AppConfig({"cnn": InkMassModel("fake@cnn"), "transfer": InkMassModel()}, tmp_path / "own", min_confidence=0.95)
+    with fastapi_testclient.TestClient(create_app(config)) as test_client:
+        page = test_client.get("/").text
+        answer = test_client.post("/api/predict", files={"image": ("bar.png", drawn_bar(), "image/png")}).json()
+    assert answer["model"] == "cnn"  # the first model in the config answers (serve puts the better one first)
+    assert answer["unsure"] is True and answer["models"]["transfer"]["unsure"] is True
+    top, second = answer["top2"]
+    assert top == {"digit": answer["digit"], "confidence": pytest.approx(0.92)}  # digit stays the top digit
+    assert second["digit"] != top["digit"] and second["confidence"] == pytest.approx(0.01)
+    assert "under 95 % an answer is marked" in page and 'id="unsure"' in page and "answer.top2" in page
+
+
+def test_serve_puts_the_better_model_first(tmp_path: Path, monkeypatch):
+    from mnist_transfer.app.serve import load_models
+    from mnist_transfer.models.inference import DigitModel
+    from mnist_transfer.models.metadata import ModelMetadata
+
+    accuracy = {"model": 0.96, "cnn": 0.99}
+    monkeypatch.setattr(
+        DigitModel, "load",
+        classmethod(lambda cls, folder: DigitModel(folder, (), "x", None, metadata=ModelMetadata(folder.name, accuracy[folder.name], 10))),
+    )
+    (tmp_path / "cnn").mkdir()
+    assert list(load_models(tmp_path / "model", tmp_path / "cnn")) == ["cnn", "transfer"]
+    accuracy["cnn"] = 0.96  # a tie: the transfer model
+    assert list(load_models(tmp_path / "model", tmp_path / "cnn")) == ["transfer", "cnn"]
+    assert list(load_models(tmp_path / "model", tmp_path / "no-cnn")) == ["transfer"]

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT, photo_of_digit, require_browser
 
+pytestmark = pytest.mark.browser  # the web app in a real headless Chromium
+
 CANVAS_PX = 280
 TEST_DIGITS = (0, 1, 7)  # which MNIST test digits are replayed (the first of each class)
 

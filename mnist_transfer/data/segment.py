@@ -1,0 +1,636 @@
+"""Read a handwritten number: one line of 1–12 digits in an image → the digits, left to right, each normalised
+to MNIST's look exactly as a single digit is (mnist_transfer.data.normalise), then classified.
+
+The classifier is an argument (uint8 (n, 28, 28) → (n, 10) probabilities), so this module needs no model,
+and a test can pass a fake. The steps:
+1. Clean-up as for one digit (normalise_digit's own functions): grey levels, polarity, the paper's background
+   (lighting) removed, levels; then every ink component that reaches a pen's level, minus specks and page edges.
+2. The line's digit height H (the median height of the tall components) and stroke width (from the skeleton).
+   More than MAX_DIGITS digit-like components: TooManyDigitsError.
+3. Over-segmentation, in alternatives per component: its slices between its cheapest seams (top-to-bottom paths
+   through the least ink, slanted where need be); and two parts where it is thinnest between a left and a right
+   end (minimum vertex cuts by maximum flow: touching digits come apart at their contacts, even when they
+   overlap in x). Each combination of the components' alternatives is an order of atoms, left to right.
+4. Candidates: runs of up to MAX_ATOMS_PER_DIGIT neighbouring atoms that could be one digit (contiguous in x,
+   tall enough, not too wide): a 5's detached hat, a broken 4 and a pen's dot join their digit this way.
+5. Each candidate is normalised to 28×28 as a single digit is (its grey edges, a 20 px box, the centre of mass)
+   and classified, all in one batch.
+6. The reading: over every order, the path through the atoms (dynamic programming) that maximises the sum over
+   its digits of log(top probability) + width and height priors + a per-digit bonus − the ink its cuts cross;
+   small atoms may be left out as specks at a cost; at most MAX_DIGITS digits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from mnist_transfer.data import normalise
+from mnist_transfer.data.images import grey_image
+from mnist_transfer.errors import DataError
+
+Classify = Callable[[np.ndarray], np.ndarray]  # uint8 (n, 28, 28) → (n, 10) probabilities, class i = digit i
+
+MAX_DIGITS = 12
+MAX_LINE_SIDE_PX = 1024  # larger images are reduced first (area average): digits stay ≥ 60 px tall or so
+TALL_FRACTION = 0.5  # components at least this share of the tallest one's height measure the digit height H
+PIECE_HEIGHT = 0.45  # × H: lower atoms are pieces (a 5's hat, a dot): never a digit alone
+MIN_DIGIT_HEIGHT = 0.6  # × H: a shorter digit pays Weights.height per (0.1 H)² below it
+MAX_DIGIT_WIDTH = 0.9  # × H: a wider digit pays Weights.width per (0.2 H)² beyond it…
+MAX_RUN_WIDTH = 1.6  # × H: …and one wider than this is not considered at all
+MIN_SPLIT_WIDTH = 0.45  # × H: components at least this wide are also tried as two or more digits
+MIN_SLICE_WIDTH = 0.12  # × H: a cut leaves at least this much on either side (a narrow 1)
+SEAM_SIDESTEP = 0.3  # a seam's step sideways costs as much as crossing this many ink pixels: straight if free
+MAX_CUT_STROKES = 2.5  # cuts crossing more ink than this many stroke widths are not tried
+MAX_CUTS_PER_H = 3.0  # at most this many cuts per H of a component's width, the cheapest ones
+MAX_ATOMS_PER_DIGIT = 4
+JUNCTION_MIN_WIDTH = 0.6  # × H: components at least this wide are also tried split where two digits touch
+CUT_BANDS = ((0.15, 0.15), (0.3, 0.15), (0.15, 0.3), (0.3, 0.3))  # min_cut's left and right ends (share of width)
+CUT_WINDOW = 0.15  # × H: min_cut's ends also lie this far left and right of each seam minimum
+MAX_JUNCTION_STROKES = 4.0  # a minimum cut through more ink than this many stroke widths is not tried
+MIN_PART_SHARE = 0.08  # each part of a junction split holds at least this share of the component's ink
+JUNCTION_KEYS = 25  # junction splits dividing the ink alike (to 1/JUNCTION_KEYS) are one split
+MAX_ORDERS = 64  # combinations of the components' partitions tried
+PIECE_REACH = 0.15  # × H: a piece joins a digit when at most this far from it in x
+EPSILON = 1e-6  # probabilities are floored here before the log
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How the reading weighs its evidence, in nats (log-probability units)."""
+
+    width: float = 0.5  # per (0.2 H)² of a digit's width beyond MAX_DIGIT_WIDTH
+    height: float = 1.0  # per (0.1 H)² of a digit's height below MIN_DIGIT_HEIGHT
+    cut: float = 0.5  # per stroke width of ink a cut crosses
+    skip: float = 3.0  # per atom left out as a speck
+    digit: float = 0.2  # a bonus per digit: > 0 favours more, narrower digits (touching ones read as one)
+
+
+class NumberError(DataError):
+    """An image holds no readable number: too many parts, or none that can be a digit."""
+
+
+class TooManyDigitsError(NumberError):
+    """More digit-like parts than one number of MAX_DIGITS digits holds."""
+
+
+@dataclass(frozen=True)
+class DigitRead:
+    """One digit of a number."""
+
+    digit: int  # the classifier's top class
+    confidence: float  # its probability
+    box: tuple[int, int, int, int]  # the digit's ink in the input image's pixels: x0, y0, x1, y1 (exclusive)
+    normalised: np.ndarray  # uint8 (28, 28): what the classifier saw
+    probabilities: np.ndarray  # (n_classes,)
+
+
+@dataclass(frozen=True)
+class NumberRead:
+    """A number, left to right."""
+
+    digits: tuple[DigitRead, ...]
+
+    @property
+    def number(self) -> str:
+        return "".join(str(d.digit) for d in self.digits)
+
+    @property
+    def confidence(self) -> float:
+        """The product of the digits' confidences: the chance that every digit is right, if each is calibrated."""
+        return float(np.prod([d.confidence for d in self.digits]))
+
+
+@dataclass(frozen=True)
+class Line:
+    """The cleaned-up ink of a line of digits, at the working size."""
+
+    flat: np.ndarray  # float (h, w): ink bright, the paper's background removed (normalise.flatten_paper)
+    levels: normalise.InkLevels
+    ink: np.ndarray  # bool (h, w): the ink's kept components
+    scale: float  # working pixels per input pixel (≤ 1)
+    height_px: float  # H: the digits' typical height
+    stroke_px: float  # the strokes' typical width
+
+
+@dataclass(frozen=True)
+class Atom:
+    """A piece of ink: a whole component, or a part of one between cuts."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive), working pixels
+    mask: np.ndarray  # bool (y1 - y0, x1 - x0)
+    whole: bool  # the whole component (not a part)
+    cut_strokes: float  # ink the cut before it (to its left) removes, in stroke widths crossed (0: no cut)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Atoms read as one digit."""
+
+    atoms: frozenset[int]  # indices into Segmentation.atoms
+    box: tuple[int, int, int, int]  # its ink in the input image's pixels: x0, y0, x1, y1 (exclusive)
+    width: float  # its width / H
+    height: float  # its height / H
+    pixels: np.ndarray  # uint8 (28, 28)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A line's atoms, the orders they may be read in, and the candidate digits: all but the classifier's verdict.
+
+    Each order is one way to partition every component (whole, sliced by seams, or split at a junction), its
+    atoms sorted left to right; a reading covers one order's atoms with runs of neighbours, each run a candidate.
+    """
+
+    line: Line
+    atoms: tuple[Atom, ...]
+    orders: tuple[tuple[int, ...], ...]
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """uint8 (n_candidates, 28, 28): what the classifier is asked about."""
+        return np.stack([c.pixels for c in self.candidates])
+
+
+def read_number(image: Image.Image, classify: Classify, weights: Weights = Weights()) -> NumberRead:
+    """The digits of the number in `image`, left to right.
+
+    Raises normalise.NoInkError (no ink), TooManyDigitsError (more than MAX_DIGITS digit-like parts) or
+    NumberError (no part can be a digit).
+    """
+    segmentation = segment_number(image)
+    return choose_digits(segmentation, np.asarray(classify(segmentation.pixels), dtype=np.float64), weights)
+
+
+def segment_number(image: Image.Image) -> Segmentation:
+    """Steps 1–5 without the classifier: the line's ink, its atoms and the candidate digits, normalised."""
+    line = line_ink(image)
+    components = line_components_of(line)
+    check_digit_like_parts([box for _, box in components], line)
+    atoms, orders = atom_orders([component_partitions(mask, box, line) for mask, box in components])
+    candidates = digit_candidates(line, atoms, orders)
+    if not candidates:
+        raise NumberError("no number found: no part of the ink has the size of a digit")
+    return Segmentation(line, tuple(atoms), tuple(orders), tuple(candidates))
+
+
+def choose_digits(segmentation: Segmentation, probabilities: np.ndarray, weights: Weights = Weights()) -> NumberRead:
+    """Step 6: the best reading, given the classifier's (n_candidates, n_classes) probabilities."""
+    line, atoms = segmentation.line, segmentation.atoms
+    index = {c.atoms: k for k, c in enumerate(segmentation.candidates)}
+    scores = [candidate_score(c, p, weights) for c, p in zip(segmentation.candidates, probabilities)]
+    best: tuple[float, list[int]] = (-np.inf, [])
+    for order in segmentation.orders:
+        runs = [(start, stop) for start in range(len(order)) for stop in range(start + 1, len(order) + 1)
+                if frozenset(order[start:stop]) in index]
+        chosen = [index[frozenset(order[start:stop])] for start, stop in runs]
+        try:
+            total, path = best_path(len(order), runs, [scores[k] for k in chosen],
+                                    [weights.cut * atoms[a].cut_strokes for a in order],
+                                    [weights.skip if atoms[a].whole and is_piece(atoms[a], line) else None for a in order])
+        except NumberError:
+            continue
+        if total > best[0]:
+            best = (total, [chosen[k] for k in path])
+    if not best[1]:
+        raise NumberError(f"no number found: the ink cannot be read as {MAX_DIGITS} digits or fewer")
+    return NumberRead(tuple(digit_read(segmentation.candidates[k], probabilities[k]) for k in best[1]))
+
+
+def candidate_score(candidate: Candidate, probabilities: np.ndarray, weights: Weights) -> float:
+    """log(top probability) + the width and height priors (≤ 0) + the digit bonus."""
+    too_wide = max(0.0, candidate.width - MAX_DIGIT_WIDTH) / 0.2
+    too_low = max(0.0, MIN_DIGIT_HEIGHT - candidate.height) / 0.1
+    return (float(np.log(max(float(probabilities.max()), EPSILON))) - weights.width * too_wide**2
+            - weights.height * too_low**2 + weights.digit)
+
+
+def digit_read(candidate: Candidate, probabilities: np.ndarray) -> DigitRead:
+    best = int(np.argmax(probabilities))
+    return DigitRead(best, float(probabilities[best]), candidate.box, candidate.pixels, probabilities.astype(np.float32))
+
+
+# --- 1, 2: the line's ink ---------------------------------------------------------------------------------
+
+
+def line_ink(image: Image.Image) -> Line:
+    """Clean up the image as normalise_digit does, keeping every digit-like component (not just one)."""
+    grey, scale = line_grey_levels(image)
+    grey, light_paper = normalise.ink_bright(grey)  # normalise_digit's steps, up to where it picks one digit
+    flat = normalise.flatten_paper(grey, light_paper)
+    levels = normalise.ink_levels(flat)
+    ink = line_components(flat, levels)
+    if not ink.any():
+        raise normalise.NoInkError("no digit found: no ink above the paper's level")
+    return Line(flat, levels, ink, scale, digit_height_px(ink), stroke_width_px(ink))
+
+
+def line_grey_levels(image: Image.Image) -> tuple[np.ndarray, float]:
+    """EXIF-upright grey levels (0..255 float), at most MAX_LINE_SIDE_PX on the longer side; and the scale."""
+    image = grey_image(ImageOps.exif_transpose(image))
+    scale = min(1.0, MAX_LINE_SIDE_PX / max(image.size))
+    if scale < 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.convert("F").resize(size, Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.float64), scale
+
+
+def line_components(flat: np.ndarray, levels: normalise.InkLevels) -> np.ndarray:
+    """Ink components that reach a pen's level somewhere (not faint lines), minus specks and, on a photo,
+    page edges and shadows along the frame: bool (h, w)."""
+    from skimage.measure import label
+
+    components = label(flat > levels.threshold, connectivity=2)
+    sizes = np.bincount(components.ravel())
+    keep = np.zeros(sizes.size, dtype=bool)
+    keep[components[flat >= levels.paper + normalise.STRONG_LEVEL * (levels.ink - levels.paper)]] = True
+    keep[0] = False
+    if normalise.photo_sized(flat.shape):
+        contact = normalise.frame_contact(components, sizes.size)
+        keep &= contact <= normalise.FRAME_CONTACT_FRACTION * 2 * sum(flat.shape)
+    if not keep.any():
+        return np.zeros(flat.shape, dtype=bool)
+    keep &= sizes >= normalise.SPECK_FRACTION * sizes[keep].max()
+    return keep[components]
+
+
+def digit_height_px(ink: np.ndarray) -> float:
+    """H: the median height of the components at least TALL_FRACTION as tall as the tallest."""
+    from scipy import ndimage
+    from skimage.measure import label
+
+    heights = np.array([s[0].stop - s[0].start for s in ndimage.find_objects(label(ink, connectivity=2))])
+    return float(np.median(heights[heights >= TALL_FRACTION * heights.max()]))
+
+
+def stroke_width_px(ink: np.ndarray) -> float:
+    """Twice the median distance from the ink's skeleton to the paper (≥ 1)."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    skeleton = skeletonize(ink)
+    return max(1.0, 2.0 * float(np.median(ndimage.distance_transform_edt(ink)[skeleton]))) if skeleton.any() else 1.0
+
+
+# --- 3: atoms -----------------------------------------------------------------------------------------------
+
+
+def line_components_of(line: Line) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """The ink's connected components: (bool mask of the box, box x0, y0, x1, y1)."""
+    from scipy import ndimage
+    from skimage.measure import label
+
+    components = label(line.ink, connectivity=2)
+    return [(components[window] == index, (window[1].start, window[0].start, window[1].stop, window[0].stop))
+            for index, window in enumerate(ndimage.find_objects(components), start=1)]
+
+
+def component_partitions(mask: np.ndarray, box: tuple[int, int, int, int], line: Line) -> list[list[Atom]]:
+    """Ways to cut a component into atoms: its slices between seams (the whole component if it is narrow),
+    then splits at a junction where two digits touch (each part sliced again if still wide)."""
+    whole = [Atom(box, mask, True, 0.0)]
+    if mask.shape[1] < MIN_SPLIT_WIDTH * line.height_px or mask.shape[0] < PIECE_HEIGHT * line.height_px:
+        return [whole]
+    partitions = [seam_slices(mask, box, line, whole=True)]
+    if mask.shape[1] >= JUNCTION_MIN_WIDTH * line.height_px:
+        for left, right, cut_strokes in junction_splits(mask, line):
+            atoms = []
+            for part, cut in ((left, 0.0), (right, cut_strokes)):
+                part_mask, part_box = crop_atom(part, box)
+                sliced = seam_slices(part_mask, part_box, line, whole=False) \
+                    if part_mask.shape[1] > MAX_DIGIT_WIDTH * line.height_px else [Atom(part_box, part_mask, False, 0.0)]
+                atoms += [replace(sliced[0], cut_strokes=cut), *sliced[1:]]
+            partitions.append(atoms)
+    return partitions
+
+
+def seam_slices(mask: np.ndarray, box: tuple[int, int, int, int], line: Line, whole: bool) -> list[Atom]:
+    """The slices of (a part of) a component between its cheapest seams; itself when there are none."""
+    seams = cheapest_seams(mask, line) if mask.shape[1] >= MIN_SPLIT_WIDTH * line.height_px else []
+    if not seams:
+        return [Atom(box, mask, whole, 0.0)]
+    columns = np.arange(mask.shape[1])[None, :]
+    bounds = [np.zeros(mask.shape[0], dtype=np.int64)] + [path for path, _ in seams] \
+        + [np.full(mask.shape[0], mask.shape[1])]
+    costs = [0.0] + [crossed / line.stroke_px for _, crossed in seams]
+    atoms = []
+    for left, right, cut_strokes in zip(bounds, bounds[1:], costs):
+        piece = mask & (columns >= left[:, None]) & (columns < right[:, None])
+        if piece.any():
+            piece_mask, piece_box = crop_atom(piece, box)
+            atoms.append(Atom(piece_box, piece_mask, False, cut_strokes))
+    return atoms
+
+
+def crop_atom(piece: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A part (bool, in `box`'s coordinates) cropped to its own ink: (mask, box)."""
+    rows, cols = np.nonzero(piece)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    return piece[y0:y1, x0:x1], (box[0] + int(x0), box[1] + int(y0), box[0] + int(x1), box[1] + int(y1))
+
+
+def junction_splits(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Where the component is thinnest between its left and right ends: the minimum set of ink pixels whose
+    removal disconnects its leftmost from its rightmost ink (a minimum vertex cut, by maximum flow), for a few
+    widths of those ends (CUT_BANDS). Touching digits come apart at their contacts there, however many and
+    however slanted (a 1 under a 5's bar, a 9's tail along an 8), where no straight seam separates them.
+    Returns (left part, right part, the cut's size in stroke widths), both parts as tall as digits, each
+    division of the ink once (with its smallest cut)."""
+    total_ink, width = int(mask.sum()), mask.shape[1]
+    ends = [(left * width, (1 - right) * width) for left, right in CUT_BANDS]
+    reach = CUT_WINDOW * line.height_px  # and cuts within a window around each minimum of the seams' costs
+    ends += [(column - reach, column + reach) for column in seam_minima(mask, line)]
+    found: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    for left_x, right_x in ends:
+        split = min_cut(mask, left_x, right_x, max_cut_px=int(MAX_JUNCTION_STROKES * line.stroke_px))
+        if split is None:
+            continue
+        left, right, n_cut = split
+        if min(left.sum(), right.sum()) < MIN_PART_SHARE * total_ink:
+            continue
+        if min(box_of(left)[3] - box_of(left)[1], box_of(right)[3] - box_of(right)[1]) < PIECE_HEIGHT * line.height_px:
+            continue
+        key = round(JUNCTION_KEYS * int(right.sum()) / total_ink)
+        if key not in found or n_cut / line.stroke_px < found[key][2]:
+            found[key] = (left, right, n_cut / line.stroke_px)
+    return sorted(found.values(), key=lambda split: split[2])
+
+
+def min_cut(mask: np.ndarray, left_x: float, right_x: float, max_cut_px: int
+            ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The fewest ink pixels separating the ink left of column left_x from the ink from column right_x on
+    (8-connected), every pixel then given to the nearer side: (left, right, pixels cut); None when no cut of at
+    most max_cut_px pixels exists."""
+    from scipy import ndimage
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+
+    rows, cols = np.nonzero(mask)
+    n_pixels, width = len(rows), mask.shape[1]
+    index = np.full(mask.shape, -1, dtype=np.int64)
+    index[rows, cols] = np.arange(n_pixels)
+    unlimited = n_pixels + 1
+    # pixel k is two nodes, 2k (in) → 2k + 1 (out) with capacity 1: cutting a pixel costs 1, a neighbour link nothing
+    sources, targets, capacities = [2 * np.arange(n_pixels)], [2 * np.arange(n_pixels) + 1], [np.ones(n_pixels)]
+    for d_row, d_col in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        r, c = rows + d_row, cols + d_col
+        inside = (r < mask.shape[0]) & (c >= 0) & (c < width)
+        inside[inside] &= mask[r[inside], c[inside]]
+        a, b = np.flatnonzero(inside), index[r[inside], c[inside]]
+        sources += [2 * a + 1, 2 * b + 1]
+        targets += [2 * b, 2 * a]
+        capacities += [np.full(len(a), unlimited)] * 2
+    source, sink = 2 * n_pixels, 2 * n_pixels + 1
+    left_end, right_end = np.flatnonzero(cols < left_x), np.flatnonzero(cols >= right_x)
+    if not len(left_end) or not len(right_end):
+        return None
+    sources += [np.full(len(left_end), source), 2 * right_end + 1]
+    targets += [2 * left_end, np.full(len(right_end), sink)]
+    capacities += [np.full(len(left_end), unlimited), np.full(len(right_end), unlimited)]
+    graph = csr_array((np.concatenate(capacities).astype(np.int32), (np.concatenate(sources), np.concatenate(targets))),
+                      shape=(2 * n_pixels + 2, 2 * n_pixels + 2))
+    flow = maximum_flow(graph, source, sink)
+    if not 0 < flow.flow_value <= max_cut_px:
+        return None
+    residual = (graph - flow.flow).tocsr()  # what can still flow; a reverse edge carries the flow back
+    residual.data[residual.data < 0] = 0
+    residual.eliminate_zeros()
+    reached = np.zeros(2 * n_pixels + 2, dtype=bool)
+    reached[breadth_first_order(residual, source, directed=True, return_predecessors=False)] = True
+    left_side, right_side = np.zeros(mask.shape, dtype=bool), mask.copy()
+    left_side[rows[reached[1 : 2 * n_pixels : 2]], cols[reached[1 : 2 * n_pixels : 2]]] = True  # wholly reached
+    right_side[rows[reached[0 : 2 * n_pixels : 2]], cols[reached[0 : 2 * n_pixels : 2]]] = False  # not even entered
+    nearer_left = ndimage.distance_transform_edt(~left_side) <= ndimage.distance_transform_edt(~right_side)
+    cut = mask & ~left_side & ~right_side  # the contact: both digits' ink, so it goes to both sides
+    return (mask & nearer_left) | cut, (mask & ~nearer_left) | cut, int(flow.flow_value)
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.nonzero(mask)
+    return int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1
+
+
+def atom_orders(partitions: Sequence[list[list[Atom]]]) -> tuple[list[Atom], list[tuple[int, ...]]]:
+    """All atoms, and each combination of the components' partitions as a left-to-right order of atom indices
+    (at most MAX_ORDERS: components keep fewer alternatives, from the last, until they fit)."""
+    import itertools
+
+    kept = [len(p) for p in partitions]
+    while int(np.prod(kept)) > MAX_ORDERS:
+        kept[int(np.argmax(kept))] -= 1
+    atoms: list[Atom] = []
+    choices = []  # per component: per kept partition, its atoms' indices
+    for component, n_kept in zip(partitions, kept):
+        options = []
+        for partition in component[:n_kept]:
+            options.append(range(len(atoms), len(atoms) + len(partition)))
+            atoms.extend(partition)
+        choices.append(options)
+    orders = [tuple(sorted((a for chosen in combination for a in chosen), key=lambda a: (atom_centre(atoms[a]), a)))
+              for combination in itertools.product(*choices)]
+    return atoms, orders
+
+
+def atom_centre(atom: Atom) -> float:
+    return (atom.box[0] + atom.box[2]) / 2
+
+
+def cheapest_seams(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, float]]:
+    """The cheapest top-to-bottom seams through a component, up to MAX_CUTS_PER_H per H of its width, left to
+    right, each as (column per row, ink pixels crossed); they never cross each other.
+
+    A seam moves at most 1 px sideways per row (SEAM_SIDESTEP each), so it can follow the slanted gap between
+    touching digits that overlap in x, where the vertical ink profile has no minimum.
+    """
+    height_px, width = line.height_px, mask.shape[1]
+    margin = max(2, round(MIN_SLICE_WIDTH * height_px))
+    total, steps = seam_costs(mask)
+    reach = max(2, round(line.stroke_px))
+    ends = [c for c in range(margin, width - margin) if total[c] <= total[max(0, c - reach) : c + reach + 1].min()]
+    seams: list[tuple[np.ndarray, float]] = []
+    for end in dedupe_columns(ends, reach):
+        path = backtrack(steps, end)
+        crossed = float(mask[np.arange(len(path)), path].sum())
+        if crossed > MAX_CUT_STROKES * line.stroke_px or not (margin <= path.mean() <= width - margin):
+            continue
+        if any(np.abs(path - other).mean() < line.stroke_px for other, _ in seams):
+            continue  # the same cut as one found already
+        seams.append((path, crossed))
+    seams = sorted(seams, key=lambda s: s[1])[: max(1, int(MAX_CUTS_PER_H * width / height_px))]
+    seams.sort(key=lambda s: float(s[0].mean()))
+    for previous, current in zip(seams, seams[1:]):  # seams never cross: each stays right of the one before
+        np.maximum(current[0], previous[0], out=current[0])
+    return seams
+
+
+def seam_minima(mask: np.ndarray, line: Line) -> list[int]:
+    """The columns where the cheapest seams end (local minima of their cost), away from the component's ends."""
+    margin = max(2, round(MIN_SLICE_WIDTH * line.height_px))
+    total, _ = seam_costs(mask)
+    reach = max(2, round(line.stroke_px))
+    ends = [c for c in range(margin, mask.shape[1] - margin) if total[c] <= total[max(0, c - reach) : c + reach + 1].min()]
+    return dedupe_columns(ends, reach)
+
+
+def seam_costs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Seam carving's dynamic programme, top to bottom: (the cheapest cost of a seam ending at each bottom
+    column, (w,); each row's step from the row above, int8 (h, w), -1/0/+1)."""
+    cost = mask.astype(np.float64)
+    total = cost[0].copy()
+    steps = np.zeros(mask.shape, dtype=np.int8)
+    for row in range(1, len(cost)):
+        # options[i, c]: arriving at c from column c - 1 + i of the row above
+        options = np.stack([np.r_[np.inf, total[:-1]] + SEAM_SIDESTEP, total, np.r_[total[1:], np.inf] + SEAM_SIDESTEP])
+        choice = np.argmin(options, axis=0)
+        steps[row] = choice - 1
+        total = options[choice, np.arange(total.size)] + cost[row]
+    return total, steps
+
+
+def backtrack(steps: np.ndarray, end: int) -> np.ndarray:
+    """The columns, top to bottom, of the seam that ends at bottom column `end`."""
+    path = np.empty(len(steps), dtype=np.int64)
+    path[-1] = end
+    for row in range(len(steps) - 1, 0, -1):
+        path[row - 1] = path[row] + steps[row, path[row]]
+    return path
+
+
+def dedupe_columns(columns: Sequence[int], min_gap: int) -> list[int]:
+    """Runs of neighbouring columns (a flat minimum) → one column each, the run's middle."""
+    runs: list[list[int]] = []
+    for column in columns:
+        if runs and column - runs[-1][-1] <= min_gap:
+            runs[-1].append(column)
+        else:
+            runs.append([column])
+    return [run[len(run) // 2] for run in runs]
+
+
+def is_piece(atom: Atom, line: Line) -> bool:
+    return atom.mask.shape[0] < PIECE_HEIGHT * line.height_px
+
+
+def check_digit_like_parts(boxes: Sequence[tuple[int, int, int, int]], line: Line) -> None:
+    """TooManyDigitsError when more than MAX_DIGITS components are digit-like (tall, apart in x)."""
+    tall = sorted((b[0], b[2]) for b in boxes if b[3] - b[1] >= PIECE_HEIGHT * line.height_px)
+    n_parts, right = 0, -1
+    for x0, x1 in tall:
+        if x0 >= right - 0.5 * (x1 - x0):  # overlapping by more than half its width: a part of the one before
+            n_parts += 1
+        right = max(right, x1)
+    if n_parts > MAX_DIGITS:
+        raise TooManyDigitsError(
+            f"too many digits: found {n_parts} digit-like parts, a number here has at most {MAX_DIGITS} "
+            "(write one line of digits, or crop the image to it)"
+        )
+
+
+# --- 4, 5: candidates -------------------------------------------------------------------------------------------
+
+
+def digit_candidates(line: Line, atoms: Sequence[Atom], orders: Sequence[tuple[int, ...]]) -> list[Candidate]:
+    """Every run of up to MAX_ATOMS_PER_DIGIT neighbours in some order that could be one digit (contiguous in x,
+    tall enough, not too wide), once each, normalised to 28×28."""
+    candidates, seen = [], set()
+    for order in orders:
+        for start in range(len(order)):
+            for stop in range(start + 1, min(len(order), start + MAX_ATOMS_PER_DIGIT) + 1):
+                key = frozenset(order[start:stop])
+                run = [atoms[a] for a in order[start:stop]]
+                box = union_box(run)
+                width, height = (box[2] - box[0]) / line.height_px, (box[3] - box[1]) / line.height_px
+                if width > MAX_RUN_WIDTH:
+                    break  # longer runs are wider still
+                if key in seen or height < PIECE_HEIGHT or not contiguous(run, line):
+                    continue
+                seen.add(key)
+                input_box = (int(box[0] / line.scale), int(box[1] / line.scale),
+                             int(np.ceil(box[2] / line.scale)), int(np.ceil(box[3] / line.scale)))
+                candidates.append(Candidate(key, input_box, width, height, run_pixels(line, run, box)))
+    return candidates
+
+
+def union_box(atoms: Sequence[Atom]) -> tuple[int, int, int, int]:
+    return (min(a.box[0] for a in atoms), min(a.box[1] for a in atoms),
+            max(a.box[2] for a in atoms), max(a.box[3] for a in atoms))
+
+
+def contiguous(atoms: Sequence[Atom], line: Line) -> bool:
+    """Whether the atoms leave no gap in x: slices of one component meet, other components overlap the rest,
+    a piece may be up to PIECE_REACH × H away."""
+    ordered = sorted(atoms, key=lambda a: a.box[0])
+    right = ordered[0].box[2]
+    for atom in ordered[1:]:
+        reach = PIECE_REACH * line.height_px if is_piece(atom, line) or is_piece(ordered[0], line) else 1
+        if atom.box[0] > right + reach:
+            return False
+        right = max(right, atom.box[2])
+    return True
+
+
+def run_pixels(line: Line, atoms: Sequence[Atom], box: tuple[int, int, int, int]) -> np.ndarray:
+    """The run's ink normalised as normalise_digit does a digit: its grey edges (those nearer to it than to
+    other ink), a 20 px box, the centre of mass at the centre: uint8 (28, 28)."""
+    from scipy import ndimage
+
+    x0, y0, x1, y1 = box
+    margin = int(np.ceil(max(2.0, normalise.HALO_FRACTION * max(x1 - x0, y1 - y0)))) + 1
+    top, left = max(0, y0 - margin), max(0, x0 - margin)
+    bottom, right = min(line.flat.shape[0], y1 + margin), min(line.flat.shape[1], x1 + margin)
+    own = np.zeros((bottom - top, right - left), dtype=bool)
+    for atom in atoms:
+        ax0, ay0, ax1, ay1 = atom.box
+        own[ay0 - top : ay1 - top, ax0 - left : ax1 - left] |= atom.mask
+    flat = line.flat[top:bottom, left:right]
+    keep = normalise.ink_halo(flat, line.levels, own)
+    other = line.ink[top:bottom, left:right] & ~own
+    if other.any():  # a neighbour's ink and grey edges stay out
+        keep &= ndimage.distance_transform_edt(~own) < ndimage.distance_transform_edt(~other)
+    strokes = normalise.stroke_intensity(flat, line.levels) * keep
+    return np.rint(normalise.paste_centred(normalise.fit_box(strokes)) * 255).astype(np.uint8)
+
+
+# --- 6: the best path ---------------------------------------------------------------------------------------
+
+
+def best_path(
+    n_atoms: int, runs: Sequence[tuple[int, int]], scores: Sequence[float], cut_costs: Sequence[float],
+    skip_costs: Sequence[float | None],
+) -> tuple[float, list[int]]:
+    """(total, the runs (indices into `runs`, each (start, stop) of atoms)) that cover atoms 0..n_atoms - 1 left to right,
+    each atom in one run or skipped, with the highest total: the runs' scores, minus cut_costs[i] wherever a run
+    starts at atom i, minus skip_costs[i] for a skipped atom i (None: it cannot be skipped). At most MAX_DIGITS
+    runs; NumberError when no path exists.
+    """
+    ending_at: dict[int, list[int]] = {}
+    for index, (_, stop) in enumerate(runs):
+        ending_at.setdefault(stop, []).append(index)
+    # best[j, k]: the best total covering atoms 0..j-1 with k digits; back[j, k]: (previous j, previous k, run)
+    best = np.full((n_atoms + 1, MAX_DIGITS + 1), -np.inf)
+    back: dict[tuple[int, int], tuple[int, int, int | None]] = {}
+    best[0, 0] = 0.0
+    for stop in range(1, n_atoms + 1):
+        if skip_costs[stop - 1] is not None:
+            best[stop] = best[stop - 1] - skip_costs[stop - 1]
+            back.update({(stop, k): (stop - 1, k, None) for k in range(MAX_DIGITS + 1)})
+        for index in ending_at.get(stop, []):
+            start = runs[index][0]
+            total = best[start, :-1] + scores[index] - cut_costs[start]
+            for k in np.flatnonzero(total > best[stop, 1:]):
+                best[stop, k + 1] = total[k]
+                back[stop, k + 1] = (start, int(k), index)
+    if not np.isfinite(best[n_atoms, 1:]).any():
+        raise NumberError(f"no number found: the ink cannot be read as {MAX_DIGITS} digits or fewer")
+    position, count = n_atoms, int(np.argmax(best[n_atoms, 1:])) + 1
+    total = float(best[n_atoms, count])
+    chosen = []
+    while position > 0:
+        position, count, index = back[position, count]
+        if index is not None:
+            chosen.append(index)
+    return total, chosen[::-1]

@@ -1,0 +1,1 @@
+"""Classifiers: the transfer head, the from-scratch CNN, their export (SavedModel, TFLite) and inference."""

@@ -1,0 +1,225 @@
+"""A from-scratch CNN on the 28×28 digits, beside the transfer model: the core of the train_cnn and label_cnn
+stages.
+
+Trained on the same JPG folders with the same stable hash validation split (train.validation_percentage),
+augmented by Keras preprocessing layers (mnist_transfer.augment), with early stopping on the validation loss
+(best weights kept) and a learning-rate schedule (ReduceLROnPlateau); deterministic per `cnn.seed`. Exported
+to data/cnn/ with the transfer model's signatures (serving_default on encoded bytes, predict_images on decoded
+uint8 (batch, h, w, 1), both → probabilities, digit), labels.txt, cnn.keras (the Keras model alone) and
+model.json (validation accuracy, calibration temperature: mnist_transfer.models.metadata).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mnist_transfer.data.distort import distortions
+from mnist_transfer.data.idx import IMAGE_SIDE_PX, N_CLASSES
+from mnist_transfer.data.records import ImageRecord
+from mnist_transfer.errors import DataError, ParamsError
+from mnist_transfer.features.decode import first_undecodable, map_decoded
+from mnist_transfer.models.export import classifier_module, classifier_signatures, save_classifier
+from mnist_transfer.models.metadata import ModelMetadata, write_metadata
+from mnist_transfer.params import CnnParams
+
+CNN_FILE = "cnn.keras"
+DECODE_BATCH = 2048  # encoded images per decoding call
+PREDICT_BATCH = 1024  # images per inference call
+DIGIT_SHAPE = (IMAGE_SIDE_PX, IMAGE_SIDE_PX, 1)
+BN_MOMENTUM = 0.9  # batch-norm statistics settle within an epoch even on small subsets (Keras' 0.99 needs ~500 steps)
+
+
+@dataclass(frozen=True)
+class Digits:
+    """Decoded digits, in the order of their records."""
+
+    images: np.ndarray  # (n, 28, 28, 1) uint8
+    labels: np.ndarray  # (n,) int64
+    rel_paths: np.ndarray  # (n,) str, relative to the data root (data/jpg)
+
+    def subset(self, mask: np.ndarray) -> Digits:
+        return Digits(self.images[mask], self.labels[mask], self.rel_paths[mask])
+
+
+def digit_pixels(images: Any) -> Any:
+    """uint8 (batch, h, w, 1) → float32 (batch, 28, 28, 1) in 0..255: the CNN's one preprocessing, in training,
+    labelling and the exported model alike (a bilinear resize, which leaves 28×28 images exactly as they are)."""
+    import tensorflow as tf
+
+    return tf.image.resize(tf.cast(images, tf.float32), (IMAGE_SIDE_PX, IMAGE_SIDE_PX), method="bilinear")
+
+
+def load_digits(records: Sequence[ImageRecord], data_root: Path) -> Digits:
+    """Read and decode the records' images as the exported model does, DECODE_BATCH at a time."""
+    import tensorflow as tf
+
+    decode = tf.function(
+        lambda encoded: tf.cast(tf.round(map_decoded(encoded, digit_pixels)), tf.uint8),
+        input_signature=[tf.TensorSpec([None], tf.string)],
+    )
+    parts = [np.empty((0, *DIGIT_SHAPE), np.uint8)]
+    for start in range(0, len(records), DECODE_BATCH):
+        batch = records[start : start + DECODE_BATCH]
+        encoded = [(data_root / record.rel_path).read_bytes() for record in batch]
+        try:
+            parts.append(decode(tf.constant(encoded, dtype=tf.string)).numpy())
+        except tf.errors.InvalidArgumentError as error:
+            culprit = first_undecodable(encoded)
+            if culprit is None:
+                raise
+            raise DataError(f"{data_root / batch[culprit[0]].rel_path}: cannot be decoded ({culprit[1]})") from error
+    labels = np.array([record.label for record in records], np.int64)
+    return Digits(np.concatenate(parts), labels, np.array([record.rel_path for record in records], dtype=str))
+
+
+def build_cnn(params: CnnParams) -> Any:
+    """Blocks of two unpadded 3×3 convolutions (batch norm, ReLU) and 2×2 max pooling, then dense → dropout →
+    softmax; two blocks take 28 px to 12 and 4 (unpadded: half the compute of padded ones, measured on 2 cores,
+    for the same validation accuracy).
+
+    Input: float32 (batch, 28, 28, 1) pixels in 0..255. Weights drawn from `params.seed`.
+    """
+    import keras
+
+    layers = keras.layers
+    keras.utils.set_random_seed(params.seed)
+    inputs = keras.Input(DIGIT_SHAPE, name="pixels")
+    hidden = layers.Rescaling(1 / 255, name="scale")(inputs)
+    for block, filters in enumerate(params.filters, start=1):
+        for conv in (1, 2):
+            hidden = layers.Conv2D(filters, 3, use_bias=False, name=f"conv{block}_{conv}")(hidden)  # unpadded
+            hidden = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"norm{block}_{conv}")(hidden)
+            hidden = layers.ReLU(name=f"relu{block}_{conv}")(hidden)
+        hidden = layers.MaxPooling2D(name=f"pool{block}")(hidden)
+    hidden = layers.Flatten(name="flatten")(hidden)
+    hidden = layers.Dense(params.dense_units, use_bias=False, name="dense")(hidden)
+    hidden = layers.ReLU(name="relu_dense")(layers.BatchNormalization(momentum=BN_MOMENTUM, name="norm_dense")(hidden))
+    hidden = layers.Dropout(params.dropout, seed=params.seed, name="dropout")(hidden)
+    outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(hidden)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def batches(columns: tuple[np.ndarray, ...], batch_size: int, seed: int | None = None) -> Any:
+    """A tf.data pipeline of batches of columns (uint8 images first, then labels, weights…), the images cast to
+    float32 batch by batch (they stay uint8 in memory); shuffled each epoch when a seed is given."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(columns if len(columns) > 1 else columns[0])
+    if seed is not None:
+        dataset = dataset.shuffle(len(columns[0]), seed=seed, reshuffle_each_iteration=True)
+
+    def to_float(images: Any, *rest: Any) -> Any:
+        return (tf.cast(images, tf.float32), *rest) if rest else tf.cast(images, tf.float32)
+
+    return dataset.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
+
+
+def training_model(cnn: Any, params: CnnParams) -> Any:
+    """The CNN behind its augmentation layers, compiled: what fit() trains (the layers only act in training)."""
+    import keras
+
+    from mnist_transfer.models.augment import augmentation_layers
+
+    trainer = keras.Sequential(
+        [keras.Input(DIGIT_SHAPE, name="pixels"), *augmentation_layers(params.augment, params.seed), cnn], name="cnn_training"
+    )
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    return trainer
+
+
+def schedule_callbacks(params: CnnParams) -> list[Any]:
+    """Early stopping on the validation loss (best weights restored) and ReduceLROnPlateau."""
+    import keras
+
+    return [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=params.lr_factor, patience=params.lr_patience, min_lr=params.min_learning_rate
+        ),
+    ]
+
+
+def train_cnn(
+    train: Digits, valid: Digits, params: CnnParams, callbacks: list, sample_weight: np.ndarray | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Fit the CNN on augmented `train` digits, validating on `valid`; deterministic for params.seed.
+
+    Args:
+        sample_weight: (len(train),) weight of each training digit in the loss; None: all 1.
+    Returns the CNN (no augmentation inside) with the best epoch's weights, and that epoch's figures.
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    if not len(train.labels) or not len(valid.labels):
+        raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
+    cnn = build_cnn(params)
+    trainer = training_model(cnn, params)
+    training_columns = (train.images, train.labels)
+    if sample_weight is not None:
+        training_columns += (np.asarray(sample_weight, np.float32),)
+    started = time.perf_counter()
+    history = trainer.fit(
+        batches(training_columns, params.batch_size, seed=params.seed),
+        validation_data=batches((valid.images, valid.labels), PREDICT_BATCH),
+        epochs=params.epochs, shuffle=False, verbose=0, callbacks=[*schedule_callbacks(params), *callbacks],
+    )
+    train_s = time.perf_counter() - started
+    val_loss, val_accuracy = trainer.evaluate(batches((valid.images, valid.labels), PREDICT_BATCH), verbose=0)
+    epochs_run = len(history.history["loss"])
+    summary = {
+        "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
+        "epochs_run": epochs_run, "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
+        "n_train": len(train.labels), "n_validation": len(valid.labels),
+        "train_seconds": round(train_s, 1), "seconds_per_epoch": round(train_s / epochs_run, 2),
+    }
+    return cnn, summary
+
+
+def predict_probabilities(cnn: Any, images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28, 1) digits → float32 (n, 10) probabilities."""
+    if not len(images):
+        return np.empty((0, N_CLASSES), np.float32)
+    return np.asarray(cnn.predict(batches((images,), PREDICT_BATCH), verbose=0), np.float32)
+
+
+def robustness(cnn: Any, digits: Digits, seed: int) -> dict[str, float]:
+    """Accuracy on `digits` moved off-centre, rescaled, thickened and thinned (mnist_transfer.distort), and the
+    mean of those: how the model may fare on handwriting that is not MNIST's."""
+    scores = {
+        kind: float((predict_probabilities(cnn, images).argmax(axis=1) == digits.labels).mean())
+        for kind, images in distortions(digits.images, seed).items()
+    }
+    return {**scores, "mean": float(np.mean(list(scores.values())))}
+
+
+def export_cnn(cnn: Any, model_dir: Path, metadata: ModelMetadata | None = None) -> None:
+    """Write the SavedModel (the transfer model's signatures), labels.txt, cnn.keras and model.json (with
+    metadata) into model_dir, atomically."""
+    module = classifier_module(
+        prepare=digit_pixels, classify=lambda pixels: cnn(pixels, training=False), parts={"cnn": cnn}
+    )
+
+    def write_extras(folder: Path) -> None:
+        cnn.save(folder / CNN_FILE)
+        if metadata is not None:
+            write_metadata(metadata, folder)
+
+    save_classifier(module, classifier_signatures(module), model_dir, write_extras)
+
+
+def load_cnn(model_dir: Path) -> Any:
+    """The Keras model exported beside the SavedModel (model_dir/cnn.keras)."""
+    import keras
+
+    path = model_dir / CNN_FILE
+    if not path.is_file():
+        raise DataError(f"{path} not found: run the train_cnn stage first (dvc repro train_cnn)")
+    return keras.saving.load_model(path)

@@ -1,0 +1,45 @@
+"""How a stage script runs: params.yaml read and validated once, one log line per milestone, one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from mnist_transfer.errors import DEBUG_ENV, failure_message
+from mnist_transfer.params import PARAMS_FILE, Params, read_params
+
+
+def run_stage(main: Callable[[Params], None], params_file: Path = PARAMS_FILE) -> None:
+    """Read and validate the whole params file once, then run a stage's main(params); any error ends it in one
+    line, exit status 1.
+
+    A bad value anywhere in params.yaml stops every stage before it does any work. Tracebacks are kept
+    for debugging: set MNIST_TRANSFER_DEBUG=1.
+    """
+    setup_logging()
+    try:
+        main(read_params(params_file))
+    except Exception as error:  # the user gets one line; the traceback is one env var away
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        logging.getLogger(stage_name(main)).error("%s", failure_message(error))
+        sys.exit(1)
+
+
+def stage_name(main: Callable[..., None]) -> str:
+    """'train' for stages/train.py's main, also when it runs as `python -m stages.train` (module __main__)."""
+    module = main.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec else Path(sys.argv[0]).stem
+    return module.rsplit(".", 1)[-1]
+
+
+def setup_logging() -> None:
+    """Log milestones as 'stage: message' lines; called when a stage or command starts, never at import."""
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    for chatty in ("tornado", "absl"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

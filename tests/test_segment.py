@@ -1,0 +1,203 @@
+"""Reading a number (mnist_transfer.data.segment) with stand-in classifiers: the best path's known answers, numbers
+composed from MNIST digits and hand-made cases read by an oracle that knows where each digit is (so these test
+the geometry, not a model), each digit normalised as a single digit is, and the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from mnist_transfer.data.compose import box_oracle, compose_number, random_number
+from mnist_transfer.data.normalise import NoInkError, normalise_digit
+from mnist_transfer.data.segment import (
+    MAX_DIGITS,
+    NumberError,
+    TooManyDigitsError,
+    best_path,
+    choose_digits,
+    read_number,
+    segment_number,
+)
+from tests.drawn_digits import drawn
+
+
+def oracle_reading(composed, image: Image.Image | None = None) -> str:
+    """What segmentation reads with a classifier that knows each digit's box."""
+    segmentation = segment_number(image or composed.image())
+    return choose_digits(segmentation, box_oracle(composed, [c.box for c in segmentation.candidates])).number
+
+
+# --- the best path ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n_atoms, runs, scores, expected",
+    [
+        (2, [(0, 1), (1, 2), (0, 2)], [-0.1, -0.1, -1.0], [0, 1]),  # two sure digits beat one unsure
+        (2, [(0, 1), (1, 2), (0, 2)], [-2.0, -2.0, -0.5], [2]),  # one sure digit beats two unsure halves
+        (3, [(0, 1), (1, 3), (0, 2), (2, 3)], [-0.1, -0.2, -0.1, -0.5], [0, 1]),  # overlapping choices
+    ],
+)
+def test_best_path_known_answers(n_atoms, runs, scores, expected):
+    total, chosen = best_path(n_atoms, runs, scores, [0.0] * n_atoms, [None] * n_atoms)
+    assert chosen == expected and total == pytest.approx(sum(scores[k] for k in expected))
+
+
+def test_best_path_pays_for_cuts_and_skips_only_pieces():
+    runs, scores = [(0, 1), (1, 2), (0, 2)], [-0.1, -0.1, -0.5]
+    assert best_path(2, runs, scores, [0.0, 1.0], [None, None])[1] == [2]  # the cut before atom 1 costs 1
+    assert best_path(2, runs, scores, [0.0, 0.1], [None, None])[1] == [0, 1]
+    # atom 1 is a speck: left out at a cost of 0.05 rather than read
+    total, chosen = best_path(2, [(0, 1), (1, 2)], [-0.1, -3.0], [0.0, 0.0], [None, 0.05])
+    assert chosen == [0] and total == pytest.approx(-0.15)
+    with pytest.raises(NumberError):
+        best_path(2, [(0, 1)], [-0.1], [0.0, 0.0], [None, None])  # atom 1 can be neither read nor skipped
+
+
+def test_best_path_reads_at_most_max_digits():
+    n = MAX_DIGITS + 1
+    with pytest.raises(NumberError, match=str(MAX_DIGITS)):
+        best_path(n, [(k, k + 1) for k in range(n)], [-0.1] * n, [0.0] * n, [None] * n)
+    runs = [(k, k + 1) for k in range(n)] + [(0, 2)]
+    assert len(best_path(n, runs, [-0.1] * n + [-5.0], [0.0] * n, [None] * n)[1]) == MAX_DIGITS
+
+
+# --- composed numbers, the oracle --------------------------------------------------------------------
+
+
+def test_spaced_numbers_of_every_length_are_read(mnist_arrays):
+    images, labels = mnist_arrays["testing"]
+    rng = np.random.default_rng(7)
+    for length in (1, 2, 3, 5, 8, 12):
+        chosen = rng.choice(len(images), size=length, replace=False)
+        composed = compose_number(list(images[chosen]), labels[chosen].tolist(), ["gap"] * (length - 1), rng)
+        assert oracle_reading(composed) == composed.digits
+
+
+def test_most_random_numbers_are_read(mnist_arrays):
+    """Random gaps, 0 px gaps, overlapping boxes and touching pairs: the right segmentation is among the
+    candidates and chosen for most (with a real classifier: benchmarks/numbers.py)."""
+    images, labels = mnist_arrays["testing"]
+    rng = np.random.default_rng(11)
+    numbers = [random_number(images, labels, 4, rng)[0] for _ in range(12)]
+    right = [oracle_reading(composed) == composed.digits for composed in numbers]
+    touching = [composed.touching for composed in numbers]
+    assert np.mean(right) >= 0.6
+    assert np.mean([r for r, t in zip(right, touching) if not t]) >= 0.8
+
+
+@pytest.mark.parametrize(
+    "digits, spacings, sources",
+    [
+        ("17", ["zero"], None),  # a 1 right next to a 7: two digits, not one
+        ("71", ["overlap"], None),  # the 1 under the 7's bar
+        ("5", [], [drawn("5", detached_hat=True)]),  # the hat joins its 5
+        ("552", ["gap", "gap"], [drawn("5", detached_hat=True)] * 2 + [drawn("2")]),
+        ("00", ["touch"], None),
+        ("111", ["gap", "zero"], None),
+        ("4", [], None),
+    ],
+)
+def test_hand_made_cases(digits: str, spacings: list[str], sources):
+    sources = sources or [drawn(d) for d in digits]
+    composed = compose_number(sources, [int(d) for d in digits], spacings, np.random.default_rng(5))
+    assert oracle_reading(composed) == digits
+
+
+def test_light_ink_on_dark_reads_the_same(mnist_arrays):
+    images, labels = mnist_arrays["testing"]
+    composed, _ = random_number(images, labels, 4, np.random.default_rng(2))
+    assert oracle_reading(composed, ImageOps.invert(composed.image())) == oracle_reading(composed)
+
+
+def test_boxes_are_in_the_input_images_pixels(mnist_arrays):
+    """A photo larger than the working size is reduced; the boxes come back in its own pixels."""
+    images, labels = mnist_arrays["testing"]
+    composed, _ = random_number(images, labels, 3, np.random.default_rng(4))
+    photo = composed.image()
+    factor = 3
+    large = photo.resize((photo.width * factor, photo.height * factor), Image.Resampling.BICUBIC)
+    segmentation = segment_number(large)
+    truth = [tuple(factor * v for v in box) for box in composed.boxes]
+    scaled = type(composed)(composed.jpeg, composed.digits, tuple(truth), composed.spacings, composed.touches)
+    reading = choose_digits(segmentation, box_oracle(scaled, [c.box for c in segmentation.candidates]))
+    assert reading.number == composed.digits
+    height = truth[0][3] - truth[0][1]
+    for found, true in zip((d.box for d in reading.digits), truth):
+        assert np.abs(np.array(found) - np.array(true)).max() <= 0.1 * height
+
+
+def test_each_digit_is_normalised_as_a_single_digit(mnist_arrays):
+    """The 28×28 of a digit read in a number is (nearly) what normalise_digit makes of that digit alone."""
+    images, labels = mnist_arrays["testing"]
+    rng = np.random.default_rng(8)
+    chosen = [0, 1, 2]
+    composed = compose_number(list(images[chosen]), labels[chosen].tolist(), ["gap", "gap"], rng)
+    reading = read_number(composed.image(), lambda batch: box_oracle(composed, boxes_of(batch, composed)))
+    assert reading.number == composed.digits
+    photo = composed.image()
+    boxes = [d.box for d in reading.digits]
+    for k, digit in enumerate(reading.digits):
+        x0, y0, x1, y1 = digit.box
+        left = (boxes[k - 1][2] + x0) // 2 if k else 0  # halfway to the neighbours: the digit alone
+        right = (x1 + boxes[k + 1][0]) // 2 if k + 1 < len(boxes) else photo.width
+        alone = normalise_digit(photo.crop((left, 0, right, photo.height)))
+        assert shifted_difference(alone, digit.normalised) < 6
+
+
+def shifted_difference(first: np.ndarray, second: np.ndarray) -> float:
+    """Mean absolute difference of two 28×28s, at the best of the shifts by up to 1 px (centring rounds)."""
+    return min(float(np.abs(np.roll(first.astype(int), (dy, dx), axis=(0, 1)) - second.astype(int)).mean())
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def boxes_of(batch: np.ndarray, composed) -> list[tuple[int, int, int, int]]:
+    """For a classify() stand-in: the last segmentation's candidate boxes (read_number classifies those)."""
+    segmentation = segment_number(composed.image())
+    assert batch.shape == (len(segmentation.candidates), 28, 28) and batch.dtype == np.uint8
+    return [c.box for c in segmentation.candidates]
+
+
+def test_reading_reports_each_digit_left_to_right():
+    composed = compose_number([drawn("7"), drawn("4"), drawn("1")], [7, 4, 1], ["gap", "gap"], np.random.default_rng(1))
+    reading = read_number(composed.image(), lambda batch: box_oracle(composed, boxes_of(batch, composed)))
+    assert reading.number == "741"
+    assert [d.box[0] for d in reading.digits] == sorted(d.box[0] for d in reading.digits)
+    assert reading.confidence == pytest.approx(np.prod([d.confidence for d in reading.digits]))
+    assert all(d.normalised.shape == (28, 28) and d.normalised.dtype == np.uint8 for d in reading.digits)
+    assert all(d.probabilities.shape == (10,) for d in reading.digits)
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+
+
+def bars(n_bars: int) -> Image.Image:
+    """n_bars black vertical strokes on white, like the canvas sends."""
+    image = Image.new("L", (60 * n_bars + 40, 160), 255)
+    pen = ImageDraw.Draw(image)
+    for k in range(n_bars):
+        pen.line([(40 + 60 * k, 30), (40 + 60 * k, 130)], fill=0, width=12)
+    return image
+
+
+def uniform_classifier(batch: np.ndarray) -> np.ndarray:
+    return np.full((len(batch), 10), 0.1)
+
+
+def test_a_blank_image_has_no_number():
+    with pytest.raises(NoInkError, match="no digit found"):
+        read_number(Image.new("L", (300, 100), 240), uniform_classifier)
+
+
+def test_more_than_twelve_digits_is_an_error():
+    assert len(read_number(bars(MAX_DIGITS), uniform_classifier).digits) == MAX_DIGITS
+    with pytest.raises(TooManyDigitsError, match=f"found {MAX_DIGITS + 1} digit-like parts.*at most {MAX_DIGITS}"):
+        read_number(bars(MAX_DIGITS + 1), uniform_classifier)
+
+
+def test_specks_are_not_digits():
+    image = bars(2)
+    pen = ImageDraw.Draw(image)
+    pen.ellipse([170, 70, 176, 76], fill=0)  # a dot of ink beside the second bar
+    assert len(read_number(image, uniform_classifier).digits) == 2
