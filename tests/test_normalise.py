@@ -15,6 +15,7 @@ from skimage.morphology import skeletonize
 
 from mnist_transfer.data.idx import read_images
 from mnist_transfer.data.normalise import ImageReadError, NoInkError, normalise_digit, read_image, thicken_thin_strokes
+from mnist_transfer.data.photos import PAGE_COLS, PAGE_ROWS, PHOTO_CASES, clean_photo
 from tests.conftest import REPO_ROOT
 
 
@@ -198,52 +199,9 @@ def test_a_shifted_mnist_digit_is_recentred(mnist_test_digits: np.ndarray) -> No
     assert np.abs(normalise_digit(Image.fromarray(shifted)).astype(int) - digit).mean() < 1.0
 
 
-# Synthetic phone photos of MNIST test digits: dark ink on light paper, each with one thing that goes wrong.
-PAGE_PX, DIGIT_SCALE = 160, 4  # the 28 px digit, 4× larger, in the middle of a 160 px page
-PAGE_ROWS, PAGE_COLS = np.mgrid[0:PAGE_PX, 0:PAGE_PX] / (PAGE_PX - 1)  # 0..1 down and across
+# Synthetic phone photos of MNIST test digits (mnist_transfer.data.photos): each case normalised like the clean one.
 N_PHOTO_DIGITS = 10  # the first test digits (7 2 1 0 4 1 4 9 5 9: a 5 with a detached bar among them)
 MIN_SIMILARITY = 0.8  # the old normaliser fell below this on every case but pencil-grey strokes
-
-
-def ink_on_page(digit: np.ndarray, thin: bool = False) -> np.ndarray:
-    """The digit's ink (0..1, float) enlarged into the middle of the page; thin: a ballpoint's ~3 px line."""
-    big = ndimage.zoom(digit / 255.0, DIGIT_SCALE, order=1)
-    if thin:
-        skeleton = ndimage.binary_dilation(skeletonize(big > 0.5))  # 3 px wide, along the strokes' middle
-        big = np.clip(1.3 * ndimage.gaussian_filter(skeleton.astype(float), 0.7), 0.0, 1.0)  # a camera's blur
-    page = np.zeros((PAGE_PX, PAGE_PX))
-    top = (PAGE_PX - big.shape[0]) // 2
-    page[top : top + big.shape[0], top : top + big.shape[1]] = big
-    return page
-
-
-def photographed(ink: np.ndarray, seed: int, lighting: np.ndarray | float = 1.0, stain: np.ndarray | float = 0.0,
-                 ink_reflectance: float = 0.12) -> np.ndarray:
-    """uint8 photo: paper reflects 85 % and ink ink_reflectance of the lighting; a stain darkens by its share."""
-    reflectance = (0.85 - (0.85 - ink_reflectance) * ink) * (1.0 - stain)
-    noise = np.random.default_rng(seed).normal(0.0, 2.5, ink.shape)
-    return np.clip(255.0 * reflectance * lighting + noise, 0, 255).astype(np.uint8)
-
-
-def distorted_photo(digit: np.ndarray, case: str, seed: int) -> np.ndarray:
-    """The clean photo of the digit with one distortion (`case`), uint8 (PAGE_PX, PAGE_PX)."""
-    ink = ink_on_page(digit, thin=case == "thin ballpoint, 2:1 gradient")
-    gradient = 0.5 + 0.5 * PAGE_ROWS  # 2:1, dark at the top
-    shadow = 0.45 * np.exp(-(((PAGE_ROWS - 0.5) / 0.12) ** 2 + ((PAGE_COLS - 0.08) / 0.07) ** 2) / 2)
-    ring_radius = np.hypot(PAGE_ROWS - 0.5, 1.4 * (PAGE_COLS - 0.1))
-    grid = np.zeros_like(ink)
-    grid[::12, :] = grid[:, 3::12] = 1.0
-    cases = {
-        "2:1 lighting gradient": lambda: photographed(ink, seed, lighting=gradient),
-        "thin ballpoint, 2:1 gradient": lambda: photographed(ink, seed, lighting=gradient),
-        "shadow blob beside the digit": lambda: photographed(ink, seed, lighting=1.0 - shadow),
-        "bleed-through ring beside the digit": lambda: photographed(
-            ink, seed, stain=0.45 * np.exp(-(((ring_radius - 0.12) / 0.02) ** 2) / 2)),
-        "page edge in a corner": lambda: np.where(PAGE_ROWS + PAGE_COLS < 0.3, 45, photographed(ink, seed)).astype(np.uint8),
-        "pencil-grey strokes": lambda: photographed(ink, seed, ink_reflectance=0.68),  # 43 grey levels of contrast
-        "grid lines crossing the digit": lambda: photographed(ink, seed, stain=0.3 * ndimage.grey_dilation(grid, size=2)),
-    }
-    return cases[case]()
 
 
 def similarity(out: np.ndarray, expected: np.ndarray) -> float:
@@ -264,18 +222,14 @@ def normalised_or_blank(pixels: np.ndarray | Image.Image) -> np.ndarray:
 @pytest.fixture(scope="module")
 def clean_photos_normalised(mnist_test_digits: np.ndarray) -> list[np.ndarray]:
     """The known answers: the first N_PHOTO_DIGITS digits photographed on evenly lit paper, normalised."""
-    return [normalise_digit(Image.fromarray(photographed(ink_on_page(digit), seed)))
+    return [normalise_digit(Image.fromarray(clean_photo(digit, np.random.default_rng(seed))))
             for seed, digit in enumerate(mnist_test_digits[:N_PHOTO_DIGITS])]
 
 
-@pytest.mark.parametrize("case", [
-    "2:1 lighting gradient", "thin ballpoint, 2:1 gradient", "shadow blob beside the digit",
-    "bleed-through ring beside the digit", "page edge in a corner", "pencil-grey strokes",
-    "grid lines crossing the digit",
-])
+@pytest.mark.parametrize("case", list(PHOTO_CASES))
 def test_a_distorted_photo_reads_like_the_clean_one(mnist_test_digits: np.ndarray, clean_photos_normalised: list,
                                                      case: str) -> None:
-    scores = [similarity(normalised_or_blank(distorted_photo(digit, case, seed)), clean)
+    scores = [similarity(normalised_or_blank(PHOTO_CASES[case](digit, np.random.default_rng(seed))), clean)
               for seed, (digit, clean) in enumerate(zip(mnist_test_digits, clean_photos_normalised))]
     assert min(scores) >= MIN_SIMILARITY, f"{case}: similarities {np.round(scores, 2).tolist()}"
 

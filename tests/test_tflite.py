@@ -108,7 +108,7 @@ def test_label_parity_check_passes_and_fails(exported_model: Path, test_sample, 
     records = parity_inputs(images[:100], tmp_path / "jpg")
     digits = DigitModel.load(exported_model).predict(images[:100]).argmax(axis=1)
     reported = {r.rel_path: {"predicted": int(d)} for r, d in zip(records, digits)}
-    with caplog.at_level(logging.INFO, logger="label"):
+    with caplog.at_level(logging.INFO, logger="parity"):
         assert check_tflite_parity(records, tmp_path / "jpg", exported_model, reported) >= TFLITE_MIN_AGREEMENT
     assert "model.tflite" in caplog.text and "of 100 sampled images" in caplog.text
     wrong = {path: {"predicted": (entry["predicted"] + 1) % 10} for path, entry in reported.items()}

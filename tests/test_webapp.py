@@ -132,14 +132,18 @@ def test_save_own_image_never_overwrites(tmp_path: Path, monkeypatch):
 @pytest.mark.slow
 def test_a_concurrent_burst_is_answered_correctly(client):
     """200 requests, 8 at a time: every answer complete and right (the app holds no per-request state)."""
-    strokes = {n: np.full((280, 280), 255, np.uint8) for n in (1, 3, 6)}
-    for n, pixels in strokes.items():
-        pixels[40:240, 60 : 60 + 40 * n] = 0  # wider bars: more ink after normalisation
+    from PIL import Image, ImageDraw
+
+    pages = {name: Image.new("L", (280, 280), 255) for name in ("bar", "seven", "zero")}  # pen-width strokes
+    ImageDraw.Draw(pages["bar"]).line([(140, 40), (140, 240)], fill=0, width=20)
+    ImageDraw.Draw(pages["seven"]).line([(60, 50), (220, 50), (110, 240)], fill=0, width=20)
+    ImageDraw.Draw(pages["zero"]).ellipse((70, 40, 210, 240), outline=0, width=20)
+    strokes = {name: np.asarray(page) for name, page in pages.items()}
     expected = {n: client.post("/api/predict", files={"image": ("x.png", png_bytes(p), "image/png")}).json()["digit"] for n, p in strokes.items()}
     assert len(set(expected.values())) > 1  # the burst mixes different answers
 
     def ask(k: int) -> bool:
-        n = (1, 3, 6)[k % 3]
+        n = ("bar", "seven", "zero")[k % 3]
         response = client.post("/api/predict", files={"image": ("x.png", png_bytes(strokes[n]), "image/png")})
         return response.status_code == 200 and response.json()["digit"] == expected[n]
 
