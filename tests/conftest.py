@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -239,3 +243,30 @@ def commit_all(repo: Path, message: str) -> None:
     git = ["git", "-c", "user.name=pipeline-tests", "-c", "user.email=tests@localhost"]
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path, own_dir: Path, port: int) -> Iterator[str]:
+    """`mnist-transfer serve` of model_dir (no CNN) on loopback: its URL once /healthz answers; stopped after."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnist_transfer", "serve", "--port", str(port), "--model", str(model_dir),
+         "--cnn-model", str(own_dir.parent / "no-cnn"), "--own-dir", str(own_dir)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(url + "healthz", timeout=2).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the server did not start:\n{process.stdout.read()}")
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

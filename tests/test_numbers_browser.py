@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import running_server
 from tests.test_webapp_browser import browser, strokes_of, wait_for  # noqa: F401 (browser: the Chromium fixture)
 
 pytestmark = pytest.mark.browser  # the web app in a real headless Chromium
@@ -57,26 +53,8 @@ def draw_on(driver, canvas, strokes: list[list[tuple[float, float]]]) -> None:
 
 @pytest.fixture
 def number_server(small_cnn: Path, tmp_path: Path, unused_tcp_port: int):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mnist_transfer", "serve", "--port", str(unused_tcp_port), "--model", str(small_cnn),
-         "--cnn-model", str(tmp_path / "no-cnn"), "--own-dir", str(tmp_path / "own")],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    url = f"http://127.0.0.1:{unused_tcp_port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "healthz", timeout=2).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the server did not start:\n{process.stdout.read()}")
-            time.sleep(0.5)
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    with running_server(small_cnn, tmp_path / "own", unused_tcp_port) as url:
+        yield url
 
 
 def test_write_2026_in_number_mode(browser, number_server: str, mnist_arrays, tmp_path: Path):  # noqa: F811

@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, photo_of_digit, require_browser
+from tests.conftest import photo_of_digit, require_browser, running_server
 
 pytestmark = pytest.mark.browser  # the web app in a real headless Chromium
 
@@ -71,26 +68,8 @@ def wait_for(driver, condition: str, timeout_s: float = 60) -> None:
 @pytest.fixture
 def server(exported_model: Path, tmp_path: Path, unused_tcp_port: int):
     own_dir = tmp_path / "own"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mnist_transfer", "serve", "--port", str(unused_tcp_port), "--model", str(exported_model),
-         "--cnn-model", str(tmp_path / "no-cnn"), "--own-dir", str(own_dir)],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-    )
-    url = f"http://127.0.0.1:{unused_tcp_port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "healthz", timeout=2).read()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"the server did not start:\n{process.stdout.read()}")
-            time.sleep(0.5)
-    yield url, own_dir
-    process.terminate()
-    process.wait(timeout=30)
+    with running_server(exported_model, own_dir, unused_tcp_port) as url:
+        yield url, own_dir
 
 
 @pytest.fixture

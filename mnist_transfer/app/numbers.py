@@ -14,14 +14,12 @@ with position 0 for the leftmost digit, its box in the image's pixels (x1, y1 ex
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mnist_transfer.app.console import emit
+from mnist_transfer.app.console import csv_rows, emit
 from mnist_transfer.errors import DataError
 from mnist_transfer.outputs import atomic_path
 
@@ -39,7 +37,7 @@ def read_numbers(
     """Read and report the number in every image (unsure digits below min_confidence); return how many failed."""
     save = digits_saver(paths, save_dir)
     n_failed = 0
-    with digit_rows(csv_path) as write_row:
+    with csv_rows(csv_path, CSV_COLUMNS) as write_row:
         for path in paths:
             reading, error = read_one(path, model)
             if reading is None:
@@ -90,18 +88,6 @@ def number_rows(path: Path, reading: NumberRead, model: DigitModel, min_confiden
          f"{d.confidence:.3f}", *(str(v) for v in d.box), str(int(d.confidence < min_confidence))]
         for position, d in enumerate(reading.digits)
     ]
-
-
-@contextlib.contextmanager
-def digit_rows(csv_path: Path | None) -> Iterator[Callable[[list[str]], None]]:
-    """A row writer into csv_path (header first; the file appears whole, at the end); a no-op without a path."""
-    if csv_path is None:
-        yield lambda row: None
-        return
-    with atomic_path(csv_path) as tmp_path, open(tmp_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        yield writer.writerow
 
 
 def digits_saver(paths: Sequence[Path], save_dir: Path | None) -> Callable[[Path, NumberRead], None]:

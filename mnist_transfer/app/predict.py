@@ -21,19 +21,17 @@ examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import glob
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_transfer.app.console import emit
+from mnist_transfer.app.console import csv_rows, emit
 from mnist_transfer.errors import DataError, StageError
 from mnist_transfer.models.calibration import DEFAULT_MIN_CONFIDENCE, top_two
 from mnist_transfer.outputs import atomic_path
@@ -169,7 +167,7 @@ def label_all(
     save = normalised_saver(paths, save_dir)
     show_progress = sys.stderr.isatty() and len(paths) >= PROGRESS_MIN_IMAGES
     n_failed = 0
-    with csv_rows(csv_path) as write_row, tqdm(total=len(paths), unit="image", disable=not show_progress) as progress:
+    with csv_rows(csv_path, CSV_COLUMNS) as write_row, tqdm(total=len(paths), unit="image", disable=not show_progress) as progress:
         for start in range(0, len(paths), model.batch_size):
             outcomes = [normalised(path) for path in paths[start : start + model.batch_size]]
             good = [outcome for outcome in outcomes if outcome.error is None]
@@ -216,18 +214,6 @@ def result_line(row: Sequence[str], probabilities: np.ndarray, labels: Sequence[
         return line
     likeliest = ", ".join(f"{labels[k]} {p:.2f}" for k, p in top_two(probabilities))
     return f"{line}  unsure ({likeliest})"
-
-
-@contextlib.contextmanager
-def csv_rows(csv_path: Path | None) -> Iterator[Callable[[list[str]], None]]:
-    """A row writer into csv_path (header first; the file appears whole, at the end); a no-op without a path."""
-    if csv_path is None:
-        yield lambda row: None
-        return
-    with atomic_path(csv_path) as tmp_path, open(tmp_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        yield writer.writerow
 
 
 def normalised_saver(paths: Sequence[Path], save_dir: Path | None) -> Callable[[Outcome], None]:
