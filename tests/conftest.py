@@ -270,3 +270,22 @@ def running_server(model_dir: Path, own_dir: Path, port: int) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} → {"a.b": 1}: nested metrics as one level."""
+    leaves = {}
+    for key, value in tree.items():
+        leaves.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return leaves
+
+
+def assert_same_metrics(actual: dict, expected: dict) -> None:
+    """Two runs' metrics.json agree: counts and accuracies exactly, calibrated confidences, ECE and temperatures to
+    float round-off (features computed in another process differ in the last bits, which a temperature magnifies)."""
+    actual, expected = flat(actual), flat(expected)
+    assert actual.keys() == expected.keys()
+    assert actual == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    rounded = ("confidence", "ece", "temperature")
+    assert {k: v for k, v in actual.items() if not any(word in k for word in rounded)} == {
+        k: v for k, v in expected.items() if not any(word in k for word in rounded)}

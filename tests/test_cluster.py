@@ -27,7 +27,15 @@ from mnist_transfer.data.records import list_images
 from mnist_transfer.features import embedding
 from mnist_transfer.features.embedding import ClusterError, ExecutorSpec, ensure_features
 from mnist_transfer.features.feature_store import FeatureStore
-from tests.conftest import REPO_ROOT, FakeEmbedder, configure_stand_in_run, copy_pipeline, run_dvc, update_params
+from tests.conftest import (
+    REPO_ROOT,
+    FakeEmbedder,
+    assert_same_metrics,
+    configure_stand_in_run,
+    copy_pipeline,
+    run_dvc,
+    update_params,
+)
 
 DASK_CLI = Path(sys.executable).parent / "dask"
 # What README.md tells worker machines to set: no MALLOC_TRIM_THRESHOLD_ (it slows TensorFlow down).
@@ -48,14 +56,6 @@ class CliCluster:
     @property
     def stores(self) -> Path:
         return self.base / "stores"
-
-
-def flat(tree: dict, prefix: str = "") -> dict:
-    """{"a": {"b": 1}} → {"a.b": 1}: nested metrics as one level, for pytest.approx."""
-    leaves = {}
-    for key, value in tree.items():
-        leaves.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return leaves
 
 
 def mount_namespace_prefix() -> tuple[list[str], str]:
@@ -240,13 +240,7 @@ def test_dvc_repro_on_the_cluster_gives_the_local_cluster_metrics(cli_cluster: C
     log = result.stdout + result.stderr
     assert "50 backbone passes now" in log  # the bottleneck stage: every training image on the cluster
     assert log.count("computed 50 features") == 2  # and the label stage: every test image
-    cluster_metrics = flat(json.loads((repo / "reports" / "metrics.json").read_text()))
-    # counts and accuracies exactly; confidences to float32 round-off (features from other processes differ in
-    # the last bits, which a calibration temperature magnifies)
-    assert cluster_metrics.keys() == flat(local_metrics).keys()
-    assert cluster_metrics == pytest.approx(flat(local_metrics), rel=1e-5, abs=1e-6)
-    assert {k: v for k, v in cluster_metrics.items() if "confidence" not in k and "ece" not in k and "temperature" not in k} == {
-        k: v for k, v in flat(local_metrics).items() if "confidence" not in k and "ece" not in k and "temperature" not in k}
+    assert_same_metrics(json.loads((repo / "reports" / "metrics.json").read_text()), local_metrics)
     executed = on_workers(cli_cluster.address, lambda dask_worker: dask_worker.state.executed_count)
     assert len(executed) == 2 and all(count > 0 for count in executed.values())  # both workers did chunks
     with FeatureStore(cli_cluster.stores / "cluster.sqlite") as store:

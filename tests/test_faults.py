@@ -27,7 +27,15 @@ import yaml
 
 from mnist_transfer.features.backbone import BackboneSpec
 from mnist_transfer.params import load_params
-from tests.conftest import REPO_ROOT, commit_all, configure_stand_in_run, copy_pipeline, dvc_result, run_dvc
+from tests.conftest import (
+    REPO_ROOT,
+    assert_same_metrics,
+    commit_all,
+    configure_stand_in_run,
+    copy_pipeline,
+    dvc_result,
+    run_dvc,
+)
 
 pytestmark = pytest.mark.e2e  # every test here runs the real `dvc repro`
 
@@ -203,7 +211,7 @@ def test_kill_9_and_a_full_store_mid_run_lose_nothing(baseline: Pipeline, tmp_pa
     assert final.returncode == 0, output
     distinct, already = already_stored(output, "label")
     assert already == len(test_after_kill) and f"{distinct - already} backbone passes" in stage_output(output, "label")
-    assert pipeline.metrics() == baseline.metrics()
+    assert_same_metrics(pipeline.metrics(), baseline.metrics())
     assert integrity(pipeline.store) == "ok"
 
 
@@ -306,7 +314,7 @@ def test_two_queued_experiments_at_once_share_one_store(baseline: Pipeline, tmp_
     experiments = json.loads(run_dvc(shared.repo, "exp", "show", "--json").stdout)
     for name in names:
         metrics = experiment_metrics(experiments, name)
-        assert metrics == baseline.metrics(), name
+        assert_same_metrics(metrics, baseline.metrics())
     test_hashes = file_hashes(shared.repo / "data" / "jpg" / "testing")
     assert stored_hashes(shared.store, shared.backbone_id()) == test_hashes and integrity(shared.store) == "ok"
 
