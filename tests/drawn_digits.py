@@ -37,3 +37,12 @@ def drawn(digit: str, detached_hat: bool = False) -> np.ndarray:
         else:
             pen.arc([x0, y0, x1, y1], numbers[4], numbers[5], fill=255, width=PEN_PX)
     return np.asarray(image)
+
+
+def bars(n_bars: int) -> Image.Image:
+    """n_bars black vertical strokes on white, like the number canvas sends."""
+    image = Image.new("L", (60 * n_bars + 40, 160), 255)
+    pen = ImageDraw.Draw(image)
+    for k in range(n_bars):
+        pen.line([(40 + 60 * k, 30), (40 + 60 * k, 130)], fill=0, width=12)
+    return image

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from mnist_transfer.app import cli
 from mnist_transfer.app.numbers import CSV_COLUMNS
 from mnist_transfer.app.webapp import AppConfig, create_app
+from tests.drawn_digits import bars
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 
@@ -36,15 +37,6 @@ class SureModel:
         probabilities = np.full((len(images), 10), (1 - self.confidence) / 9, np.float32)
         probabilities[:, 1] = self.confidence
         return probabilities
-
-
-def bars(n_bars: int) -> Image.Image:
-    """n_bars black vertical strokes on white, like the number canvas sends."""
-    image = Image.new("L", (60 * n_bars + 40, 160), 255)
-    pen = ImageDraw.Draw(image)
-    for k in range(n_bars):
-        pen.line([(40 + 60 * k, 30), (40 + 60 * k, 130)], fill=0, width=12)
-    return image
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -19,7 +19,7 @@ from mnist_transfer.data.segment import (
     read_number,
     segment_number,
 )
-from tests.drawn_digits import drawn
+from tests.drawn_digits import bars, drawn
 
 
 def oracle_reading(composed, image: Image.Image | None = None) -> str:
@@ -170,15 +170,6 @@ def test_reading_reports_each_digit_left_to_right():
 
 
 # --- errors -----------------------------------------------------------------------------------------------
-
-
-def bars(n_bars: int) -> Image.Image:
-    """n_bars black vertical strokes on white, like the canvas sends."""
-    image = Image.new("L", (60 * n_bars + 40, 160), 255)
-    pen = ImageDraw.Draw(image)
-    for k in range(n_bars):
-        pen.line([(40 + 60 * k, 30), (40 + 60 * k, 130)], fill=0, width=12)
-    return image
 
 
 def uniform_classifier(batch: np.ndarray) -> np.ndarray:
