@@ -36,6 +36,7 @@ SAMPLE_S = 0.05
 GIB = 1024**3
 GOAL_BYTES = 2 * GIB  # per process (issue 12)
 STAGE_LINE = re.compile(r"Running stage '([\w-]+)'")
+SHELL_LABEL = "bash "  # process_label of the shell DVC starts a stage's cmd in
 
 
 @dataclass
@@ -70,6 +71,7 @@ class TreeSampler(threading.Thread):
         self.started = time.perf_counter()
         self.traces: dict[int, ProcessTrace] = {}
         self.peak_total = 0  # the largest sum of RSS over the tree at one instant
+        self.totals: list[tuple[float, int]] = []  # (seconds since start, RSS summed over the tree) per sample
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -79,7 +81,8 @@ class TreeSampler(threading.Thread):
             except psutil.NoSuchProcess:
                 return
             now = time.perf_counter() - self.started
-            self.peak_total = max(self.peak_total, sum(self._sample(process, now) for process in processes))
+            self.totals.append((now, sum(self._sample(process, now) for process in processes)))
+            self.peak_total = max(self.peak_total, self.totals[-1][1])
             self._stop_event.wait(SAMPLE_S)
 
     def _sample(self, process: psutil.Process, now: float) -> int:
@@ -87,6 +90,8 @@ class TreeSampler(threading.Thread):
             rss = process.memory_info().rss
             if process.pid not in self.traces:
                 self.traces[process.pid] = ProcessTrace(process_label(process.cmdline()), rss, now, now)
+            elif self.traces[process.pid].label.startswith(SHELL_LABEL):  # DVC's shell execs the stage: same pid
+                self.traces[process.pid].label = process_label(process.cmdline())
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             return 0
         trace = self.traces[process.pid]
@@ -153,6 +158,11 @@ def print_experiment(learning_rate: float, lines: list[tuple[float, str]], sampl
     print_memory("head-only experiment", sampler, wall_s, {"empty feature store": False}, enabled)
 
 
+def fresh_learning_rate() -> float:
+    """A train.learning_rate near 0.003 that is not in DVC's run-cache (so a head-only experiment runs train)."""
+    return round(0.003 + random.randrange(1, 10**6) * 1e-9, 9)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repo", type=Path, required=True, help="a pipeline copy whose stages have run once")
@@ -171,7 +181,7 @@ def main() -> None:
             _, sampler, wall_s = run_sampled([sys.executable, "-m", "dvc", "repro", "-s", stage, "-f"], args.repo, store)
             print_memory(stage, sampler, wall_s, {"empty feature store": args.cold}, args.record)
     if not args.no_experiment:
-        learning_rate = args.learning_rate or round(0.003 + random.randrange(1, 10**6) * 1e-9, 9)  # not in the run-cache
+        learning_rate = args.learning_rate or fresh_learning_rate()
         command = [sys.executable, "-m", "dvc", "exp", "run", "-S", f"train.learning_rate={learning_rate}"]
         print_experiment(learning_rate, *run_sampled(command, args.repo, {}), args.record)
 

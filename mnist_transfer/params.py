@@ -177,6 +177,12 @@ class TrainParams(Section):
         10.0, "training-loss weight of each of your own digits (data/own/training) vs one MNIST digit", ge=0
     )
     shuffle_labels: bool = _field(False, "control experiment on randomly permuted labels")
+    tflite: bool = _field(
+        False,
+        "also write data/model/model.tflite (backbone + head) and check it in `label`. Off: the phone model is the "
+        "CNN's quantised data/cnn/model.tflite (0.2 MB); this one is ~90 MB float (the stand-in; ~22 MB int8 with "
+        "Inception v3), and converting it peaks at ~4 GiB and costs minutes in every head-only experiment",
+    )
 
 
 class LabelParams(Section):

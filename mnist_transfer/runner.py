@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -43,3 +44,24 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     for chatty in ("tornado", "absl"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+class PhaseClock:
+    """A stage's wall time by phase: "startup" from the process's creation to this clock's (python + imports,
+    when made first thing in main), then each lap(phase) from the previous one. seconds: phase → s."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.seconds: dict[str, float] = {"startup": max(0.0, time.time() - psutil.Process().create_time())}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+
+    def describe(self) -> str:
+        """'startup 4.1 s, fit 30.2 s, …; 35.0 s in all'"""
+        parts = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.seconds.items())
+        return f"{parts}; {sum(self.seconds.values()):.1f} s in all"

@@ -1,5 +1,5 @@
 """Label the test set (and your own test digits) in shards with the trained head on feature-store
-features, and check that the exported SavedModel agrees on a sample.
+features, and check that the exported SavedModel (and model.tflite, if train.tflite wrote one) agrees on a sample.
 
 Reads data/jpg/testing, data/jpg/own/testing, data/model and params `label.*`, `backbone.*`,
 `bottlenecks.*`, `executor.scheduler` → writes data/predictions/shard-<k>.csv (probabilities calibrated with
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mnist_transfer.data.records import list_images
 from mnist_transfer.evaluation.label import write_shards
-from mnist_transfer.evaluation.parity import check_exported_parity, parity_sample
+from mnist_transfer.evaluation.parity import check_exported_parity, optional_tflite_floor, parity_sample
 from mnist_transfer.features.embedding import embedding_setup, ensure_features
 from mnist_transfer.features.feature_store import FeatureStore, default_store_path
 from mnist_transfer.models.export import HEAD_FILE
@@ -63,7 +63,8 @@ def main(params: Params) -> None:
         len(records) / elapsed_s, computed, temperature,
     )
     sample = parity_sample(official, settings.parity_sample)
-    checked = check_exported_parity(sample, data_root, args.model, args.out, settings.tflite_min_agreement)
+    tflite_floor = optional_tflite_floor(args.model, settings.tflite_min_agreement) if sample else None
+    checked = check_exported_parity(sample, data_root, args.model, args.out, tflite_floor)
     log.info("exported SavedModel agrees with the label stage on %d sampled test images", checked)
 
 

@@ -183,12 +183,13 @@ def mnist_arrays(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 EXPORTED_PER_DIGIT = 200  # training digits per class of the session's exported model
+EXPORTED_BACKBONE = BackboneSpec("keras", "", "random", 75)  # its backbone: the stand-in
 
 
 @pytest.fixture(scope="session")
 def exported_model(mnist_arrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder as the train stage exports it (stand-in backbone at 75 px, head on 2,000 MNIST
-    training digits): for the tools that load data/model (predict, serve)."""
+    """A model folder as the train stage exports it by default, without model.tflite (stand-in backbone at 75 px,
+    head on 2,000 MNIST training digits): for the tools that load data/model (predict, serve)."""
     from mnist_transfer.data.convert import encode_jpg
     from mnist_transfer.data.split import validation_mask
     from mnist_transfer.features.backbone import load_backbone
@@ -198,7 +199,7 @@ def exported_model(mnist_arrays, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     images, labels = mnist_arrays["training"]
     keep = np.concatenate([np.flatnonzero(labels == d)[:EXPORTED_PER_DIGIT] for d in range(10)])
-    spec = BackboneSpec("keras", "", "random", 75)
+    spec = EXPORTED_BACKBONE
     features = load_backbone(spec).embed_encoded([encode_jpg(images[i], 95) for i in keep], batch_size=128)
     is_validation = validation_mask(np.array([f"training/{labels[i]}/{i:05d}.jpg" for i in keep]), 10)
     head, _ = train_head(features, labels[keep], is_validation, TrainParams(epochs=40, patience=8), [])

@@ -18,7 +18,7 @@ from PIL import Image
 from mnist_transfer.data.convert import convert_all
 from mnist_transfer.data.records import ImageRecord, list_images
 from mnist_transfer.evaluation.label import write_shards
-from mnist_transfer.evaluation.parity import parity_sample
+from mnist_transfer.evaluation.parity import optional_tflite_floor, parity_sample
 from mnist_transfer.evaluation.predictions import PREDICTION_COLUMNS, assign_shards, prediction_rows, shard_of
 from mnist_transfer.features.embedding import ExecutorSpec, ensure_features
 from mnist_transfer.features.feature_store import FeatureStore
@@ -82,6 +82,14 @@ def test_parity_sample_is_spread_and_deterministic():
     assert len(sample) == 200 and sample[0] == images[0] and sample[-1] == images[-1]
     assert parity_sample(images, 200) == sample
     assert parity_sample(images[:5], 200) == images[:5] and parity_sample(images, 0) == []
+
+
+def test_the_transfer_tflite_is_checked_only_when_train_wrote_one(tmp_path: Path, caplog):
+    with caplog.at_level("INFO", logger="parity"):
+        assert optional_tflite_floor(tmp_path, 0.99) is None  # train.tflite off: no model.tflite, check skipped
+    assert f"no model.tflite in {tmp_path} (train.tflite is off)" in caplog.text and "skipped" in caplog.text
+    (tmp_path / "model.tflite").write_bytes(b"")
+    assert optional_tflite_floor(tmp_path, 0.99) == 0.99
 
 
 class CountingHead:

@@ -88,6 +88,7 @@ BAD_VALUES = [
     ("train.seed", -1, "greater than or equal to 0"),
     ("train.own_weight", -1, "greater than or equal to 0"),
     ("train.shuffle_labels", "yes", "valid boolean"),
+    ("train.tflite", 1, "valid boolean"),
     ("label.shards", 0, "greater than or equal to 1"),
     ("label.workers", 0, "greater than or equal to 1"),
     ("label.parity_sample", -1, "greater than or equal to 0"),
@@ -200,6 +201,12 @@ def test_a_removed_key_falls_back_to_the_schema_default(tmp_path):
 
 def test_the_schema_defaults_are_the_repository_params():
     assert read_params(REPO_ROOT / "params.yaml") == Params()
+
+
+def test_the_transfer_tflite_is_opt_in_and_says_why():
+    assert TrainParams().tflite is False and REPO_PARAMS["train"]["tflite"] is False
+    row = next(line for line in params_table_markdown().splitlines() if line.startswith("| `train.tflite` |"))
+    assert "`false`" in row and "CNN's quantised" in row and "4 GiB" in row
 
 
 def test_load_params_returns_validated_values(tmp_path):

@@ -229,6 +229,10 @@ def test_digit_model_errors(tmp_path: Path) -> None:
         DigitModel.load(tmp_path)
     with pytest.raises(ModelNotFoundError, match="model.tflite"):
         DigitModel.load(tmp_path, tflite=True)
+    (tmp_path / "labels.txt").write_text("0\n1\n")  # an exported model, train.tflite off
+    why = r"no model.tflite: .* only with train.tflite: true .*--model data/cnn"  # and where one is
+    with pytest.raises(ModelNotFoundError, match=why):
+        DigitModel.load(tmp_path, tflite=True)
 
 
 # --- which model answers, and unsure answers ----------------------------------------------------------------------

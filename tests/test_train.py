@@ -13,7 +13,7 @@ from mnist_transfer.data.convert import encode_jpg
 from mnist_transfer.data.split import in_validation, validation_mask
 from mnist_transfer.features.backbone import BackboneSpec, load_backbone
 from mnist_transfer.models.calibration import calibrate
-from mnist_transfer.models.export import HEAD_FILE, LABELS_FILE, load_exported
+from mnist_transfer.models.export import HEAD_FILE, LABELS_FILE, TFLITE_FILE, load_exported
 from mnist_transfer.models.head import head_probabilities, train_head
 from mnist_transfer.models.metadata import ModelMetadata, read_metadata
 from mnist_transfer.models.transfer import export_model
@@ -99,6 +99,7 @@ def test_exported_model_matches_bottleneck_path(tmp_path: Path):
     np.testing.assert_array_equal(decoded["digit"].numpy().shape, (20,))
     assert (tmp_path / "model" / LABELS_FILE).read_text().splitlines() == [str(d) for d in range(10)]
     assert (tmp_path / "model" / HEAD_FILE).is_file()
+    assert not (tmp_path / "model" / TFLITE_FILE).exists()  # opt-in: train.tflite
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left
 
 
@@ -106,10 +107,16 @@ def test_exported_model_matches_bottleneck_path(tmp_path: Path):
 def test_dvc_repro_train_with_the_stand_in(pipeline_repo: Path, mnist_dir: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MNIST_FEATURE_STORE", str(tmp_path / "store.sqlite"))
     configure_stand_in_run(pipeline_repo, mnist_dir, limit_per_class=30, extra={"train.epochs": 20})
-    run_dvc(pipeline_repo, "repro", "train")
+    result = run_dvc(pipeline_repo, "repro", "train")
+    log = result.stdout + result.stderr
     assert (pipeline_repo / "data" / "model" / "saved_model" / "saved_model.pb").is_file()
+    assert not (pipeline_repo / "data" / "model" / TFLITE_FILE).exists() and "train.tflite is off" in log
     metrics = json.loads((pipeline_repo / "reports" / "train" / "metrics.json").read_text())
     assert metrics["best"]["val_accuracy"] > 0.3  # 300 images, random backbone: well above chance (0.1)
+    seconds = metrics["seconds"]  # the stage's wall time by phase, for benchmarks.experiment
+    assert list(seconds) == ["startup", "load_features", "import_tensorflow", "fit", "calibrate", "export"]
+    assert all(value >= 0 for value in seconds.values()) and seconds["startup"] > 0.1 and seconds["fit"] > 0
+    assert "wall time by phase: startup " in log
     shown = json.loads(run_dvc(pipeline_repo, "metrics", "show", "--json").stdout)
     assert "val_accuracy" in json.dumps(shown)
     plots = json.loads(run_dvc(pipeline_repo, "plots", "show", "--json").stdout)["data"]

@@ -70,7 +70,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-normalised", type=Path, metavar="DIR",
                         help="write the 28×28 image the model saw, as <DIR>/<input path>.png")
     parser.add_argument("--tflite", action="store_true",
-                        help="run the folder's model.tflite (quantised, TFLite interpreter) instead of its SavedModel")
+                        help="run the folder's model.tflite (TFLite interpreter) instead of its SavedModel; without "
+                             "--model, of the default folders those that have one (the CNN's always does, the "
+                             "transfer model's with train.tflite: true)")
     parser.add_argument("--number", action="store_true",
                         help="each image holds a number (one line of 1-12 digits): print `path  2026  0.912  model` "
                              "(the confidence: the digits' product); --csv then writes one row per digit, "
@@ -95,10 +97,14 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print(f"mnist-transfer predict: error: no image file matches {' '.join(args.paths)}", file=sys.stderr)
         return EXIT_USAGE
+    from mnist_transfer.models.export import TFLITE_FILE
     from mnist_transfer.models.inference import DigitModel, default_model_dir
 
+    # --tflite: the default folders that have one (if none has, DigitModel.load says why)
+    candidates = [folder for folder in DEFAULT_MODEL_DIRS if not args.tflite or (folder / TFLITE_FILE).is_file()]
+    candidates = candidates or list(DEFAULT_MODEL_DIRS)
     try:
-        model_dir, reason = (args.model, None) if args.model is not None else default_model_dir(DEFAULT_MODEL_DIRS)
+        model_dir, reason = (args.model, None) if args.model is not None else default_model_dir(candidates)
         model = DigitModel.load(model_dir, tflite=args.tflite)
     except StageError as error:
         print(f"mnist-transfer predict: error: {error}", file=sys.stderr)

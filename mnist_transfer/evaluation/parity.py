@@ -1,4 +1,6 @@
-"""Train/serve skew checks: the exported SavedModel and model.tflite must predict what a label stage wrote."""
+"""Train/serve skew checks: the exported SavedModel and model.tflite must predict what a label stage wrote.
+
+The CNN always exports a model.tflite; the transfer model only with train.tflite (optional_tflite_floor)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ log = logging.getLogger("parity")
 
 class ParityError(StageError):
     """The exported model (SavedModel or model.tflite) does not predict what the label stage wrote."""
-PARITY_ATOL = 1e-4  # probabilities of the exported model vs the store+head path
+# probabilities of the exported model vs the store+head path: the two graphs sum in other orders, which moved a
+# probability by 1.14e-4 (at T 0.877) on a 30-per-class stand-in run; a real skew moves them by 1e-2 and more
+PARITY_ATOL = 1e-3
 TFLITE_MIN_AGREEMENT = 0.99  # share of sampled digits model.tflite must predict as the label stage did
 
 
@@ -36,12 +40,12 @@ def check_exported_parity(
     data_root: Path,
     model_dir: Path,
     predictions_dir: Path,
-    tflite_min_agreement: float = TFLITE_MIN_AGREEMENT,
+    tflite_min_agreement: float | None = TFLITE_MIN_AGREEMENT,
 ) -> int:
     """The exported SavedModel, calibrated with its model.json's temperature as DigitModel serves it, must
     predict what the shards say: same digit, probabilities within PARITY_ATOL (times 1/T when T < 1: sharpening
     multiplies log-probabilities, and so their small differences, by 1/T); model.tflite the same digit on
-    ≥ tflite_min_agreement of the sample (check_tflite_parity)."""
+    ≥ tflite_min_agreement of the sample (check_tflite_parity; None: no TFLite check)."""
     if not sample:
         return 0
     reported = read_predictions(predictions_dir)
@@ -59,8 +63,19 @@ def check_exported_parity(
                 f"{record.rel_path}: the exported model in {model_dir} says {digit}, the label stage says "
                 f"{expected['predicted']} (largest probability gap {gap:.2e}); train/serve skew"
             )
-    check_tflite_parity(sample, data_root, model_dir, reported, tflite_min_agreement)
+    if tflite_min_agreement is not None:
+        check_tflite_parity(sample, data_root, model_dir, reported, tflite_min_agreement)
     return len(sample)
+
+
+def optional_tflite_floor(model_dir: Path, min_agreement: float) -> float | None:
+    """min_agreement if model_dir holds a model.tflite, else None, logged: the transfer model's TFLite is opt-in
+    (train.tflite), so the label stage checks it only when the train stage wrote one."""
+    if (model_dir / TFLITE_FILE).is_file():
+        return min_agreement
+    log.info("no %s in %s (train.tflite is off): its TFLite parity check is skipped (label_cnn still checks the "
+             "CNN's)", TFLITE_FILE, model_dir)
+    return None
 
 
 def check_tflite_parity(

@@ -110,7 +110,7 @@ def calibrate(probabilities: np.ndarray, labels: np.ndarray) -> Calibration:
         ece_after=expected_calibration_error(*top_confidence(calibrated, labels)),
         nll_before=negative_log_likelihood(probabilities, labels) if len(labels) else 0.0,
         nll_after=negative_log_likelihood(calibrated, labels) if len(labels) else 0.0,
-        n_images=int(len(labels)),
+        n_images=len(labels),
     )
 
 

@@ -5,9 +5,10 @@ but `features`):
 - serving_default(images: string (batch,) encoded JPEG/PNG) → probabilities (batch, 10), digit (batch,)
 - predict_images(images: uint8 (batch, h, w, 1) decoded grayscale) → probabilities, digit
 - features(images: string (batch,)) → features (batch, 2048), the backbone output the head sees
-Beside it: labels.txt (line i = class i), head.keras (the head alone, for further training) and model.tflite
+Beside it: labels.txt (line i = class i), head.keras (the head alone, for further training), model.tflite
 (predict_images' probabilities for uint8 (batch, 28, 28, 1), dynamic-range quantised — float32 for the random
-stand-in backbone, see tflite_quantisable; run it with load_tflite), and model.json (validation accuracy and
+stand-in backbone, see tflite_quantisable; run it with load_tflite; the transfer model's only with
+train.tflite: true), and model.json (validation accuracy and
 the calibration temperature, applied on top of these raw probabilities: mnist_transfer.models.metadata).
 The from-scratch CNN (mnist_transfer.models.cnn) is exported through the same classifier_module/save_classifier,
 so both models serve the same signatures.
@@ -17,8 +18,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,6 +31,7 @@ SAVED_MODEL_DIR = "saved_model"
 LABELS_FILE = "labels.txt"
 HEAD_FILE = "head.keras"
 TFLITE_FILE = "model.tflite"
+TfliteKind = Literal["quantised", "float"]  # dynamic-range int8 weights, or float32 as trained
 
 
 def classifier_module(prepare: Callable[[Any], Any], classify: Callable[[Any], Any], parts: dict[str, Any]) -> Any:
@@ -74,10 +77,14 @@ def classifier_signatures(module: Any) -> dict[str, Any]:
 
 
 def save_classifier(
-    module: Any, signatures: dict[str, Any], model_dir: Path, write_extras: Callable[[Path], None], quantise_tflite: bool = True
+    module: Any,
+    signatures: dict[str, Any],
+    model_dir: Path,
+    write_extras: Callable[[Path], None],
+    tflite: TfliteKind | None = "quantised",
 ) -> None:
-    """Write the SavedModel, labels.txt, model.tflite and what write_extras(folder) adds into model_dir, replacing
-    it whole (temp dir + rename)."""
+    """Write the SavedModel, labels.txt, model.tflite (unless tflite is None) and what write_extras(folder) adds
+    into model_dir, replacing it whole (temp dir + rename)."""
     import tensorflow as tf
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +93,8 @@ def save_classifier(
         tf.saved_model.save(module, str(staging / SAVED_MODEL_DIR), signatures=signatures)
         (staging / LABELS_FILE).write_text("".join(f"{digit}\n" for digit in range(N_CLASSES)), encoding="utf-8")
         write_extras(staging)
-        (staging / TFLITE_FILE).write_bytes(tflite_model(module, quantise_tflite))
+        if tflite is not None:
+            (staging / TFLITE_FILE).write_bytes(tflite_model(module, quantise=tflite == "quantised"))
         shutil.rmtree(model_dir, ignore_errors=True)
         staging.rename(model_dir)
     finally:

@@ -10,9 +10,10 @@ to answer with when none is named (the rule: mnist_transfer.models.metadata).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,10 +61,15 @@ class DigitModel:
 
     @classmethod
     def load(cls, model_dir: Path, tflite: bool = False) -> DigitModel:
-        """Load model_dir/saved_model, or model_dir/model.tflite with tflite=True (both written by the train
-        stage); fail clearly if it is not there."""
+        """Load model_dir/saved_model, or model_dir/model.tflite with tflite=True (written by train_cnn, and by
+        train with train.tflite); fail clearly if it is not there."""
         graph = model_dir / TFLITE_FILE if tflite else model_dir / SAVED_MODEL_DIR / "saved_model.pb"
         labels_path = model_dir / LABELS_FILE
+        if tflite and labels_path.is_file() and not graph.is_file():
+            raise ModelNotFoundError(
+                f"{model_dir}: no {TFLITE_FILE}: the transfer model's is written only with train.tflite: true "
+                "(`dvc exp run -S train.tflite=true`); the CNN's always is (--model data/cnn)"
+            )
         for required in (graph, labels_path):
             if not required.is_file():
                 raise ModelNotFoundError(
@@ -89,7 +95,7 @@ class DigitModel:
             serve = self.loaded
         else:
             signature = self.loaded.signatures[SIGNATURE]
-            serve = lambda batch: signature(images=tf.constant(batch))["probabilities"].numpy()  # noqa: E731
+            serve = lambda batch: signature(images=tf.constant(batch))["probabilities"].numpy()
         starts = range(0, len(images), self.batch_size)
         batches = [serve(images[start : start + self.batch_size, :, :, None]) for start in starts]
         if not batches:

@@ -18,9 +18,10 @@ before it existed) only answers when no candidate has one, and then the first ca
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mnist_transfer.errors import DataError
 from mnist_transfer.models.calibration import Calibration

@@ -34,9 +34,11 @@ def tflite_quantisable(spec: BackboneSpec) -> bool:
     return not (spec.source == "keras" and spec.weights == "random")
 
 
-def export_model(head: Any, spec: BackboneSpec, model_dir: Path, metadata: ModelMetadata | None = None) -> None:
-    """Write SavedModel, labels.txt, head.keras, model.tflite and model.json (with metadata) into model_dir,
-    replacing it whole (temp dir + rename)."""
+def export_model(
+    head: Any, spec: BackboneSpec, model_dir: Path, metadata: ModelMetadata | None = None, tflite: bool = False
+) -> None:
+    """Write SavedModel, labels.txt, head.keras, model.json (with metadata) and, if tflite (train.tflite),
+    model.tflite into model_dir, replacing it whole (temp dir + rename)."""
     module = build_serving_module(load_backbone(spec), head)
     signatures = {**classifier_signatures(module), "features": module.features}
 
@@ -45,4 +47,5 @@ def export_model(head: Any, spec: BackboneSpec, model_dir: Path, metadata: Model
         if metadata is not None:
             write_metadata(metadata, folder)
 
-    save_classifier(module, signatures, model_dir, write_extras, tflite_quantisable(spec))
+    kind = ("quantised" if tflite_quantisable(spec) else "float") if tflite else None
+    save_classifier(module, signatures, model_dir, write_extras, kind)
