@@ -1,6 +1,7 @@
 """The draw-a-digit page in a real headless Chromium (Debian's chromium + chromium-driver, via Selenium),
 against `mnist-transfer serve` started on a free loopback port: draw MNIST digits stroke by stroke, read
-the prediction the page shows, upload a photo, teach it, and keep a screenshot."""
+the prediction the page shows, upload a photo over a drawing (the canvas then shows the photo, the answer is
+the photo's), teach it, see the answer go when the canvas changes, and keep a screenshot of a drawn digit."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.browser  # the web app in a real headless Chromium
 
 CANVAS_PX = 280
 TEST_DIGITS = (0, 1, 7)  # which MNIST test digits are replayed (the first of each class)
+SCREENSHOT_DIGIT = 7  # the one drawn for the screenshot
 
 def strokes_of(pixels: np.ndarray) -> list[list[tuple[float, float]]]:
     """Pen strokes that redraw an MNIST digit: its skeleton, traced into polylines, in canvas pixels."""
@@ -88,7 +90,46 @@ def browser(tmp_path: Path):
     driver.quit()
 
 
+def canvas_pixels(driver) -> np.ndarray:
+    """What the page's canvas shows, as uint8 (CANVAS_PX, CANVAS_PX) grey (its red channel: the canvas is grey)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    uri = driver.execute_script("return document.getElementById('canvas').toDataURL('image/png');")
+    png = base64.b64decode(uri.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))[:, :, 0]
+
+
+def fitted_on_canvas(photo: Path) -> np.ndarray:
+    """uint8 (CANVAS_PX, CANVAS_PX): the photo scaled to fit a white canvas, aspect ratio kept, centred."""
+    from PIL import Image
+
+    image = Image.open(photo).convert("L")
+    scale = min(CANVAS_PX / image.width, CANVAS_PX / image.height)
+    width, height = round(image.width * scale), round(image.height * scale)
+    canvas = Image.new("L", (CANVAS_PX, CANVAS_PX), 255)
+    offset = ((CANVAS_PX - width) // 2, (CANVAS_PX - height) // 2)
+    canvas.paste(image.resize((width, height), Image.Resampling.BILINEAR), offset)
+    return np.asarray(canvas)
+
+
+def shown_answer(driver) -> dict:
+    return driver.execute_script(
+        "return {digit: document.getElementById('result-digit').textContent,"
+        " normalised: document.getElementById('normalised').getAttribute('src'),"
+        " teachable: !document.getElementById('teach').disabled};"
+    )
+
+
+ANSWERED = "document.body.dataset.busy === '0' && document.getElementById('result-digit').textContent !== '?'"
+NO_ANSWER = {"digit": "?", "normalised": "data:,", "teachable": False}
+
+
 def test_draw_upload_and_teach_in_chromium(browser, server, mnist_arrays, tmp_path: Path):
+    import httpx
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     url, own_dir = server
@@ -99,22 +140,45 @@ def test_draw_upload_and_teach_in_chromium(browser, server, mnist_arrays, tmp_pa
     for digit in TEST_DIGITS:
         browser.find_element(By.ID, "clear").click()
         draw(browser, canvas, strokes_of(images[np.flatnonzero(labels == digit)[0]]))
-        wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('result-digit').textContent !== '?'")
+        wait_for(browser, ANSWERED)
         read[digit] = int(browser.find_element(By.ID, "result-digit").text)
     assert read == {digit: digit for digit in TEST_DIGITS}
     assert browser.find_element(By.ID, "normalised").get_attribute("src").startswith("data:image/png;base64,")
 
+    # a photo uploaded over a drawing replaces it on the canvas, and the answer shown is the photo's
+    drawn = canvas_pixels(browser)
     photo = tmp_path / "photo_of_a_three.jpg"
     photo_of_digit(images[np.flatnonzero(labels == 3)[0]], seed=3).save(photo)
     browser.find_element(By.ID, "upload").send_keys(str(photo))
-    wait_for(browser, "document.body.dataset.busy === '0' && document.getElementById('status').textContent.includes('transfer:')")
+    wait_for(browser, ANSWERED)
+    shown, expected = canvas_pixels(browser).astype(float), fitted_on_canvas(photo).astype(float)
+    assert np.abs(shown - expected).mean() < 8  # the browser's resampling and JPEG decoder differ a little
+    assert np.abs(drawn - expected).mean() > 30  # (so the check above tells the drawing from the photo)
+    assert shown.min() >= expected.min() - 10  # no black pen ink left over
+    api = httpx.post(url + "api/predict", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}).json()
+    assert shown_answer(browser) == {"digit": str(api["digit"]), "normalised": api["normalised"], "teachable": True}
+
     browser.find_element(By.ID, "digit-select").send_keys("3")
     browser.find_element(By.ID, "teach").click()
     wait_for(browser, "document.getElementById('teach-status').textContent.includes('Saved as')")
     saved = list((own_dir / "training" / "3").iterdir())
     assert len(saved) == 1 and saved[0].read_bytes() == photo.read_bytes()
+
+    # the answer goes as soon as the canvas changes: a pen put down, then Clear
+    ActionChains(browser, duration=0).move_to_element(canvas).click_and_hold().perform()
+    assert shown_answer(browser) == NO_ANSWER
+    assert browser.find_element(By.ID, "teach-status").text == ""
+    ActionChains(browser, duration=0).release().perform()
+    browser.find_element(By.ID, "clear").click()
+    wait_for(browser, "document.body.dataset.busy === '0'")
+    assert shown_answer(browser) == NO_ANSWER and (canvas_pixels(browser) == 255).all()
+
+    # the screenshot (the docs' picture of the page): one drawn digit and its answer
+    draw(browser, canvas, strokes_of(images[np.flatnonzero(labels == SCREENSHOT_DIGIT)[0]]))
+    wait_for(browser, ANSWERED)
+    assert browser.find_element(By.ID, "result-digit").text == str(SCREENSHOT_DIGIT)
     screenshot = tmp_path / "draw-a-digit.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
-    if os.environ.get("SCREENSHOT_DIR"):  # how the README's screenshot was made
+    if os.environ.get("SCREENSHOT_DIR"):  # how the docs' screenshot is made
         shutil.copy(screenshot, Path(os.environ["SCREENSHOT_DIR"]) / screenshot.name)
