@@ -108,7 +108,7 @@ def main() -> None:
     add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    params = CnnParams(epochs=args.epochs, patience=args.epochs)  # the defaults, augmentation on; no early stop
+    params = CnnParams(epochs=args.epochs)  # the defaults, augmentation on
     cnn, train = measure_training(args.jpg, args.n_train, params)
     label = measure_labelling(args.jpg, cnn)
     cores, n_train, n_test = os.cpu_count(), train["n_train"], label["n_test"]

@@ -215,7 +215,9 @@ class ExecutorParams(Section):
 
 
 class CnnAugmentParams(Section):
-    shift_px: Real = _field(2.0, "augmentation: random shift of each training digit, up to ± pixels (0: off)", ge=0, le=14)
+    """One random affine transform per training digit (rotation, zoom, shift) and random stroke width."""
+
+    shift_px: Real = _field(3.0, "augmentation: random shift of each training digit, up to ± pixels (0: off)", ge=0, le=14)
     rotation_deg: Real = _field(10.0, "augmentation: random rotation, up to ± degrees (0: off)", ge=0, le=180)
     zoom: Real = _field(0.1, "augmentation: random zoom, up to ± this fraction of the size (0: off)", ge=0, lt=1)
     stroke_probability: Real = _field(
@@ -225,19 +227,19 @@ class CnnAugmentParams(Section):
 
 class CnnParams(Section):
     filters: list[Annotated[int, Field(ge=1)]] = _field(
-        [32, 64],
+        [16, 64],
         "filters of each conv block (two unpadded 3×3 convolutions and a 2×2 max pooling each; 1 or 2 blocks on 28 px)",
         min_length=1, max_length=2,
     )
     dense_units: int = _field(128, "units of the dense layer before the softmax", ge=1)
     dropout: Real = _field(0.4, "dropout rate before the softmax, in [0, 1)", ge=0, lt=1)
-    learning_rate: Real = _field(0.002, "initial Adam learning rate (> 0)", gt=0)
-    batch_size: int = _field(128, "images per training step", ge=1)
-    epochs: int = _field(20, "maximum epochs", ge=1)
-    patience: int = _field(5, "early stopping: epochs without a lower validation loss (best epoch kept)", ge=0)
-    lr_patience: int = _field(2, "learning-rate schedule: epochs without a lower validation loss before lowering it", ge=0)
-    lr_factor: Real = _field(0.3, "learning-rate schedule: factor applied each time, in (0, 1)", gt=0, lt=1)
-    min_learning_rate: Real = _field(1e-5, "learning-rate schedule: lower bound", ge=0)
+    learning_rate: Real = _field(
+        0.01, "peak Adam learning rate of the one-cycle schedule (a linear warm-up over the first 20 % of the steps, "
+        "then a cosine decay to 0)", gt=0,
+    )
+    batch_size: int = _field(256, "images per training step", ge=1)
+    epochs: int = _field(5, "epochs: the schedule spans them all, and the last epoch's weights are kept", ge=1)
+    label_smoothing: Real = _field(0.1, "label smoothing of the training loss, in [0, 1)", ge=0, lt=1)
     seed: int = _field(0, "seed of weights, shuffling and augmentation (training is deterministic)", ge=0)
     augment: CnnAugmentParams = Field(default_factory=CnnAugmentParams)
 

@@ -3,7 +3,7 @@
 Reads data/jpg/training, data/jpg/own/training and params `cnn.*`, `train.validation_percentage`,
 `train.own_weight` → writes data/cnn/ (SavedModel with the transfer model's signatures, labels.txt,
 cnn.keras, model.json: validation accuracy and calibration temperature) and reports/cnn/ (dvclive curves; the
-best epoch's figures, the robustness scores and the calibration).
+final epoch's figures, the robustness scores and the calibration).
 
 Thin DVC entry point: the work is done in mnist_transfer.cnn.
 """
@@ -49,12 +49,12 @@ def main(params: Params) -> None:
         summary["robustness"] = robustness(cnn, valid, params.cnn.seed)
         calibration = calibrate(predict_probabilities(cnn, valid.images), valid.labels)
         summary["calibration"] = calibration.as_dict()
-        live.summary["best"] = summary  # the restored epoch's figures, beside dvclive's last-epoch ones
+        live.summary["best"] = summary  # the kept (last) epoch's figures, robustness and calibration
     log.info(
-        "CNN trained on %d digits (%d of your own), validated on %d: val_accuracy %.4f (best epoch %d of %d, %.0f s, "
+        "CNN trained on %d digits (%d of your own), validated on %d: val_accuracy %.4f (%d epochs, %.0f s, "
         "%.1f s per epoch); on distorted validation digits %.4f; peak memory %.0f MiB",
         summary["n_train"], sum(path.startswith("own/") for path in train.rel_paths), summary["n_validation"],
-        summary["val_accuracy"], summary["best_epoch"], summary["epochs_run"], summary["train_seconds"],
+        summary["val_accuracy"], summary["epochs_run"], summary["train_seconds"],
         summary["seconds_per_epoch"], summary["robustness"]["mean"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
     log.info("calibration temperature %.3f: validation ECE %.4f → %.4f", calibration.temperature,

@@ -87,7 +87,7 @@ def tiny_raw_dir(tiny_idx_dir: Path, tmp_path: Path) -> Path:
 
 def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, extra: dict | None = None) -> None:
     """Params for a quick offline run: local mirror, a few images per digit, the random stand-in at 75 px,
-    a CNN trained for 2 epochs."""
+    a CNN trained for 2 epochs of small batches."""
     update_params(
         repo,
         {
@@ -97,6 +97,7 @@ def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, ex
             "backbone.weights": "random",
             "backbone.image_size": 75,
             "cnn.epochs": 2,
+            "cnn.batch_size": 32,  # a few hundred digits: enough steps for the one-cycle schedule to learn
             # a CNN trained for seconds has near-ties that int8 weights flip (measured: 1 of 40 sampled digits)
             "label.tflite_min_agreement": 0.9,
             **(extra or {}),
@@ -223,7 +224,7 @@ def small_cnn(mnist_arrays, tmp_path_factory: pytest.TempPathFactory) -> Path:
     digits = Digits(images[:, :, :, None], labels.astype(np.int64),
                     np.array([f"training/{label}/{i:05d}.jpg" for i, label in enumerate(labels)]))
     is_validation = validation_mask(digits.rel_paths, 10)
-    params = CnnParams(filters=[16, 32], dense_units=64, epochs=3, patience=3, seed=1)
+    params = CnnParams(filters=[16, 32], dense_units=64, epochs=3, batch_size=128, seed=1)
     cnn, _ = train_cnn(digits.subset(~is_validation), digits.subset(is_validation), params, [])
     model_dir = tmp_path_factory.mktemp("small_cnn") / "cnn"
     export_cnn(cnn, model_dir)

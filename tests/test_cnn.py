@@ -23,7 +23,7 @@ from mnist_transfer.errors import DataError
 from mnist_transfer.evaluation.label_cnn import write_cnn_shards
 from mnist_transfer.evaluation.parity import ParityError, check_exported_parity, parity_sample
 from mnist_transfer.evaluation.predictions import PREDICTION_COLUMNS, shard_of
-from mnist_transfer.models.augment import RandomStrokeWidth, augmentation_layers
+from mnist_transfer.models.augment import affine_rows, augment_batch
 from mnist_transfer.models.cnn import (
     CNN_FILE,
     Digits,
@@ -39,7 +39,7 @@ from mnist_transfer.params import CnnAugmentParams, CnnParams
 from tests.conftest import configure_stand_in_run, run_dvc
 
 # a small, quick CNN: enough to learn 2,400 digits in seconds
-FAST = CnnParams(filters=[8, 16], dense_units=32, epochs=4, batch_size=64, patience=4, learning_rate=0.003, seed=1)
+FAST = CnnParams(filters=[8, 16], dense_units=32, epochs=4, batch_size=64, learning_rate=0.01, seed=1)
 N_DIGITS = 3000
 
 
@@ -98,37 +98,59 @@ def test_too_many_blocks_are_refused_by_the_schema():
 # --- augmentation -------------------------------------------------------------------------------------------
 
 
-def test_stroke_width_thickens_or_thins_each_digit_or_leaves_it():
-    images = np.zeros((64, 28, 28, 1), np.float32)
-    images[:, 10:18, 13:15] = 255.0  # a vertical bar, 2 px wide
-    layer = RandomStrokeWidth(probability=1.0, seed=3)
-    widths = (np.asarray(layer(images, training=True))[:, 14] > 0).sum(axis=(1, 2))  # bar width on row 14
-    assert set(widths) == {1, 3}  # every digit changed: thinner (min pool) or thicker (max pool), both seen
-    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
-    unchanged = RandomStrokeWidth(probability=0.0, seed=3)(images, training=True)
-    np.testing.assert_array_equal(np.asarray(unchanged), images)
+def transform(images: np.ndarray, draws: list[list[float]], augment: CnnAugmentParams) -> np.ndarray:
+    rows = affine_rows(tf.constant(draws, tf.float32), augment)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=rows, output_shape=[28, 28], fill_value=0.0, interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    ).numpy()
+
+
+def dot_at(row: int, col: int) -> np.ndarray:
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, row, col] = 255.0
+    return image
+
+
+def test_zero_draws_are_the_identity():
+    np.testing.assert_allclose(affine_rows(tf.zeros([3, 4]), CnnAugmentParams()).numpy(),
+                               np.tile([1, 0, 0, 0, 1, 0, 0, 0], (3, 1)), atol=1e-6)
 
 
 @pytest.mark.parametrize(
-    ("augment", "names"),
+    ("augment", "draw", "moved_to"),
     [
-        (CnnAugmentParams(), ["stroke_width", "rotation", "zoom", "shift"]),
-        (CnnAugmentParams(shift_px=0, rotation_deg=0, zoom=0, stroke_probability=0), []),
-        (CnnAugmentParams(shift_px=3, rotation_deg=0, zoom=0, stroke_probability=0), ["shift"]),
+        (CnnAugmentParams(shift_px=2), [0, 0, 1, 0], (10, 7)),  # +2 px right
+        (CnnAugmentParams(shift_px=2), [0, 0, 0, -1], (8, 5)),  # 2 px up
+        (CnnAugmentParams(rotation_deg=90), [1, 0, 0, 0], (22, 10)),  # a quarter turn about the centre (13.5, 13.5)
+        (CnnAugmentParams(rotation_deg=90), [-1, 0, 0, 0], (5, 17)),  # the other way
+        (CnnAugmentParams(zoom=0.5), [0, 1, 0, 0], (8.25, 0.75)),  # 1.5× about the centre
     ],
 )
-def test_augmentation_layers_follow_the_params(augment: CnnAugmentParams, names: list[str]):
-    assert [layer.name for layer in augmentation_layers(augment, seed=0)] == names
+def test_one_affine_transform_moves_a_pixel_where_the_geometry_says(augment, draw, moved_to):
+    moved = transform(dot_at(10, 5), [draw], augment)[0, ..., 0]  # 3.5 px above, 8.5 px left of the centre
+    rows, cols = np.indices(moved.shape)
+    centre = np.array([(rows * moved).sum(), (cols * moved).sum()]) / moved.sum()
+    np.testing.assert_allclose(centre, moved_to, atol=0.3)
 
 
-def test_shift_augmentation_moves_digits_by_at_most_its_bound():
-    images = np.zeros((32, 28, 28, 1), np.float32)
-    images[:, 13:15, 13:15] = 255.0
-    augment = CnnAugmentParams(shift_px=2, rotation_deg=0, zoom=0, stroke_probability=0)
-    (shift,) = augmentation_layers(augment, seed=0)
-    moved = np.asarray(shift(images, training=True))[..., 0]
-    centres = np.array([np.unravel_index(image.argmax(), image.shape) for image in moved])
-    assert np.abs(centres - 13.5).max() <= 2.5 + 1e-6 and len({tuple(c) for c in centres}) > 1
+def test_augment_batch_is_seeded_bounded_and_changes_stroke_width():
+    images = np.zeros((64, 28, 28, 1), np.float32)
+    images[:, 10:18, 13:15] = 255.0  # a vertical bar, 2 px wide
+    strokes_only = CnnAugmentParams(shift_px=0, rotation_deg=0, zoom=0, stroke_probability=1.0)
+    widths = (augment_batch(images, tf.constant([1, 2]), strokes_only).numpy()[:, 14] > 0).sum(axis=(1, 2))
+    assert set(widths) == {1, 3}  # every digit thinner (min pool) or thicker (max pool), both seen
+
+    shifts = CnnAugmentParams(shift_px=2, rotation_deg=0, zoom=0, stroke_probability=0)
+    first = augment_batch(images, tf.constant([1, 2]), shifts).numpy()
+    np.testing.assert_array_equal(first, augment_batch(images, tf.constant([1, 2]), shifts).numpy())
+    assert not np.array_equal(first, augment_batch(images, tf.constant([2, 2]), shifts).numpy())
+    columns = np.indices(first.shape[1:3])[1]
+    centres = (first[..., 0] * columns).sum(axis=(1, 2)) / first[..., 0].sum(axis=(1, 2))
+    assert np.abs(centres - 13.5).max() <= 2 + 1e-3 and np.ptp(centres) > 1  # moved, within ±2 px
+
+    nothing = CnnAugmentParams(shift_px=0, rotation_deg=0, zoom=0, stroke_probability=0)
+    np.testing.assert_allclose(augment_batch(images, tf.constant([1, 2]), nothing).numpy(), images, atol=1e-3)
 
 
 # --- robustness distortions -------------------------------------------------------------------------------

@@ -1,61 +1,61 @@
-"""Training-time augmentation of the CNN's digits with Keras preprocessing layers: small shifts, rotations,
-zoom and stroke thickness, each seeded. The layers run inside the training step only; the exported model
-holds none of them.
+"""Training-time augmentation of the CNN's digits: one random affine transform per digit (rotation, zoom and
+shift about the centre, in a single resampling) and, for a share of the digits, strokes 1 px thicker or
+thinner. A batch at a time inside the tf.data pipeline, from a stateless seed per step: training is
+deterministic per `cnn.seed`, and the exported model holds no augmentation.
 
-Imports Keras at module level (a Layer subclass needs its base class): import this module only where
-TensorFlow runs anyway (mnist_transfer.cnn imports it inside its functions).
+One transform instead of Keras' RandomRotation + RandomZoom + RandomTranslation layers (three resamplings,
+each in the training step): benchmarks.cnn_recipe measures both recipes in one run.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
-
-import keras
 
 from mnist_transfer.data.idx import IMAGE_SIDE_PX
 from mnist_transfer.params import CnnAugmentParams
 
-
-class RandomStrokeWidth(keras.layers.Layer):
-    """Make the strokes of a random share of the digits 1 px thicker (2×2 max pooling, a dilation) or thinner
-    (2×2 min pooling, an erosion), half each; the others pass unchanged. Bright digits on a dark background."""
-
-    def __init__(self, probability: float, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.probability = probability
-        self.seed = seed
-        self.generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images: Any, training: bool = True) -> Any:
-        if not training or self.probability <= 0:
-            return images
-        ops = keras.ops
-        thicker = ops.max_pool(images, pool_size=2, strides=1, padding="same")
-        thinner = -ops.max_pool(-images, pool_size=2, strides=1, padding="same")
-        draw = keras.random.uniform((ops.shape(images)[0], 1, 1, 1), seed=self.generator)  # one per digit
-        return ops.where(draw < self.probability / 2, thicker, ops.where(draw < self.probability, thinner, images))
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "probability": self.probability, "seed": self.seed}
+CENTRE = (IMAGE_SIDE_PX - 1) / 2
 
 
-def augmentation_layers(params: CnnAugmentParams, seed: int) -> list[Any]:
-    """The random layers for params (those set to 0 left out), on float pixels 0..255 with a 0 background.
+def affine_rows(draws: Any, params: CnnAugmentParams) -> Any:
+    """Uniform draws in [-1, 1], float32 (n, 4): rotation, zoom, shift x, shift y → (n, 8) projective transforms in
+    ImageProjectiveTransformV3's convention (each maps an output pixel to the input pixel it samples).
 
-    Stroke width first (on the digit as written), then rotation, zoom and shift, each with its own seed.
+    A digit is rotated by up to ±rotation_deg, scaled by 1 ± zoom about the centre and moved by up to
+    ±shift_px; all zero draws give the identity [1, 0, 0, 0, 1, 0, 0, 0].
     """
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
-    layers: list[Any] = []
-    if params.stroke_probability > 0:
-        layers.append(RandomStrokeWidth(params.stroke_probability, seed=seed, name="stroke_width"))
-    if params.rotation_deg > 0:
-        layers.append(keras.layers.RandomRotation(params.rotation_deg / 360, seed=seed + 1, name="rotation", **fill))
-    if params.zoom > 0:
-        layers.append(keras.layers.RandomZoom((-params.zoom, params.zoom), seed=seed + 2, name="zoom", **fill))
-    if params.shift_px > 0:
-        shift = params.shift_px / IMAGE_SIDE_PX
-        layers.append(keras.layers.RandomTranslation(shift, shift, seed=seed + 3, name="shift", **fill))
-    return layers
+    import tensorflow as tf
+
+    angle = draws[:, 0] * (params.rotation_deg * math.pi / 180)
+    scale = 1 + draws[:, 1] * params.zoom
+    shift_x, shift_y = draws[:, 2] * params.shift_px, draws[:, 3] * params.shift_px
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # output (x, y) → input: centre + inverse-rotate/scale (x - centre - shift, y - centre - shift)
+    offset_x = CENTRE - cos * (CENTRE + shift_x) + sin * (CENTRE + shift_y)
+    offset_y = CENTRE - sin * (CENTRE + shift_x) - cos * (CENTRE + shift_y)
+    zeros = tf.zeros_like(angle)
+    return tf.stack([cos, -sin, offset_x, sin, cos, offset_y, zeros, zeros], axis=1)
+
+
+def augment_batch(images: Any, seed: Any, params: CnnAugmentParams) -> Any:
+    """float32 (batch, 28, 28, 1) digits, bright on a 0 background → the batch augmented (TensorFlow ops).
+
+    Args:
+        seed: int32 (2,) stateless seed: the same seed gives the same augmentation.
+    """
+    import tensorflow as tf
+
+    draws = tf.random.stateless_uniform([tf.shape(images)[0], 5], seed, -1.0, 1.0)
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=affine_rows(draws[:, :4], params), output_shape=[IMAGE_SIDE_PX, IMAGE_SIDE_PX],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+    if params.stroke_probability <= 0:
+        return moved
+    thicker = tf.nn.max_pool2d(moved, 2, 1, "SAME")  # a 1 px dilation
+    thinner = -tf.nn.max_pool2d(-moved, 2, 1, "SAME")  # a 1 px erosion
+    draw = tf.reshape((draws[:, 4] + 1) / 2, [-1, 1, 1, 1])  # one per digit, uniform in [0, 1]
+    half = params.stroke_probability / 2
+    return tf.where(draw < half, thicker, tf.where(draw < 2 * half, thinner, moved))
+

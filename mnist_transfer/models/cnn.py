@@ -2,8 +2,8 @@
 stages.
 
 Trained on the same JPG folders with the same stable hash validation split (train.validation_percentage),
-augmented by Keras preprocessing layers (mnist_transfer.augment), with early stopping on the validation loss
-(best weights kept) and a learning-rate schedule (ReduceLROnPlateau); deterministic per `cnn.seed`. Exported
+augmented by one random affine transform per digit (mnist_transfer.models.augment), for a fixed number of epochs
+of a one-cycle learning-rate schedule with label smoothing; deterministic per `cnn.seed`. Exported
 to data/cnn/ with the transfer model's signatures (serving_default on encoded bytes, predict_images on decoded
 uint8 (batch, h, w, 1), both → probabilities, digit), labels.txt, cnn.keras (the Keras model alone) and
 model.json (validation accuracy, calibration temperature: mnist_transfer.models.metadata).
@@ -12,9 +12,10 @@ model.json (validation accuracy, calibration temperature: mnist_transfer.models.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ CNN_FILE = "cnn.keras"
 DECODE_BATCH = 2048  # encoded images per decoding call
 PREDICT_BATCH = 1024  # images per inference call
 DIGIT_SHAPE = (IMAGE_SIDE_PX, IMAGE_SIDE_PX, 1)
+WARMUP_SHARE = 0.2  # of the one-cycle schedule's steps: the learning rate rises, then decays
 BN_MOMENTUM = 0.9  # batch-norm statistics settle within an epoch even on small subsets (Keras' 0.99 needs ~500 steps)
 
 
@@ -104,81 +106,88 @@ def build_cnn(params: CnnParams) -> Any:
     return keras.Model(inputs, outputs, name="cnn")
 
 
-def batches(columns: tuple[np.ndarray, ...], batch_size: int, seed: int | None = None) -> Any:
-    """A tf.data pipeline of batches of columns (uint8 images first, then labels, weights…), the images cast to
-    float32 batch by batch (they stay uint8 in memory); shuffled each epoch when a seed is given."""
+def batches(columns: tuple[np.ndarray, ...], batch_size: int) -> Any:
+    """A tf.data pipeline of batches of columns (uint8 images first, then labels…), the images cast to float32
+    batch by batch (they stay uint8 in memory), in order: for validation and inference."""
     import tensorflow as tf
-
-    dataset = tf.data.Dataset.from_tensor_slices(columns if len(columns) > 1 else columns[0])
-    if seed is not None:
-        dataset = dataset.shuffle(len(columns[0]), seed=seed, reshuffle_each_iteration=True)
 
     def to_float(images: Any, *rest: Any) -> Any:
         return (tf.cast(images, tf.float32), *rest) if rest else tf.cast(images, tf.float32)
 
+    dataset = tf.data.Dataset.from_tensor_slices(columns if len(columns) > 1 else columns[0])
     return dataset.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
 
 
-def training_model(cnn: Any, params: CnnParams) -> Any:
-    """The CNN behind its augmentation layers, compiled: what fit() trains (the layers only act in training)."""
+def training_batches(train: Digits, params: CnnParams, sample_weight: np.ndarray | None = None) -> Any:
+    """params.epochs epochs of augmented (float images, one-hot labels[, weights]) batches, reshuffled every
+    epoch; each step's augmentation drawn from a stateless seed (cnn.seed, step): deterministic per seed."""
+    import tensorflow as tf
+
+    from mnist_transfer.models.augment import augment_batch
+
+    columns: tuple = (train.images, train.labels)
+    if sample_weight is not None:
+        columns += (np.asarray(sample_weight, np.float32),)
+
+    def augment(step: Any, batch: tuple) -> tuple:
+        images, labels, *weights = batch
+        seed = tf.stack([tf.cast(step, tf.int32), tf.constant(params.seed, tf.int32)])
+        pixels = augment_batch(tf.cast(images, tf.float32), seed, params.augment)
+        return (pixels, tf.one_hot(labels, N_CLASSES), *weights)
+
+    dataset = tf.data.Dataset.from_tensor_slices(columns).shuffle(len(train.labels), seed=params.seed)
+    dataset = dataset.repeat(params.epochs).batch(params.batch_size).enumerate()
+    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def one_cycle(params: CnnParams, steps: int) -> Any:
+    """The learning rate over `steps`: a linear warm-up from 1/25 of params.learning_rate to all of it in the
+    first WARMUP_SHARE of the steps, then a cosine decay to 0 (Keras' built-in CosineDecay)."""
     import keras
 
-    from mnist_transfer.models.augment import augmentation_layers
-
-    trainer = keras.Sequential(
-        [keras.Input(DIGIT_SHAPE, name="pixels"), *augmentation_layers(params.augment, params.seed), cnn], name="cnn_training"
+    warmup = max(1, round(WARMUP_SHARE * steps))
+    return keras.optimizers.schedules.CosineDecay(
+        params.learning_rate / 25, decay_steps=max(1, steps - warmup), warmup_target=params.learning_rate,
+        warmup_steps=warmup,
     )
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    return trainer
-
-
-def schedule_callbacks(params: CnnParams) -> list[Any]:
-    """Early stopping on the validation loss (best weights restored) and ReduceLROnPlateau."""
-    import keras
-
-    return [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=params.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=params.lr_factor, patience=params.lr_patience, min_lr=params.min_learning_rate
-        ),
-    ]
 
 
 def train_cnn(
     train: Digits, valid: Digits, params: CnnParams, callbacks: list, sample_weight: np.ndarray | None = None
 ) -> tuple[Any, dict[str, Any]]:
-    """Fit the CNN on augmented `train` digits, validating on `valid`; deterministic for params.seed.
+    """Fit the CNN on augmented `train` digits for params.epochs epochs of a one-cycle schedule (label
+    smoothing, Adam), validating on `valid` after each epoch; deterministic for params.seed.
 
     Args:
         sample_weight: (len(train),) weight of each training digit in the loss; None: all 1.
-    Returns the CNN (no augmentation inside) with the best epoch's weights, and that epoch's figures.
+    Returns the CNN after its last epoch (the schedule ends at learning rate 0) and its figures.
     """
+    import keras
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
     if not len(train.labels) or not len(valid.labels):
         raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
     cnn = build_cnn(params)
-    trainer = training_model(cnn, params)
-    training_columns = (train.images, train.labels)
-    if sample_weight is not None:
-        training_columns += (np.asarray(sample_weight, np.float32),)
+    steps_per_epoch = -(-len(train.labels) // params.batch_size)
+    # compiled in a wrapper, so that cnn.keras holds the model alone, without the optimizer's state
+    trainer = keras.Sequential([keras.Input(DIGIT_SHAPE, name="pixels"), cnn], name="cnn_training")
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(one_cycle(params, steps_per_epoch * params.epochs)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing), metrics=["accuracy"],
+    )
+    validation = batches((valid.images, tf.one_hot(valid.labels, N_CLASSES).numpy()), PREDICT_BATCH)
     started = time.perf_counter()
     history = trainer.fit(
-        batches(training_columns, params.batch_size, seed=params.seed),
-        validation_data=batches((valid.images, valid.labels), PREDICT_BATCH),
-        epochs=params.epochs, shuffle=False, verbose=0, callbacks=[*schedule_callbacks(params), *callbacks],
+        training_batches(train, params, sample_weight), validation_data=validation, epochs=params.epochs,
+        steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks,
     )
     train_s = time.perf_counter() - started
-    val_loss, val_accuracy = trainer.evaluate(batches((valid.images, valid.labels), PREDICT_BATCH), verbose=0)
-    epochs_run = len(history.history["loss"])
     summary = {
-        "val_accuracy": float(val_accuracy), "val_loss": float(val_loss),
-        "epochs_run": epochs_run, "best_epoch": int(np.argmin(history.history["val_loss"])) + 1,
-        "n_train": len(train.labels), "n_validation": len(valid.labels),
-        "train_seconds": round(train_s, 1), "seconds_per_epoch": round(train_s / epochs_run, 2),
+        "val_accuracy": float(history.history["val_accuracy"][-1]), "val_loss": float(history.history["val_loss"][-1]),
+        "val_accuracy_by_epoch": [round(float(value), 4) for value in history.history["val_accuracy"]],
+        "epochs_run": params.epochs, "n_train": len(train.labels), "n_validation": len(valid.labels),
+        "train_seconds": round(train_s, 1), "seconds_per_epoch": round(train_s / params.epochs, 2),
     }
     return cnn, summary
 
