@@ -69,8 +69,11 @@ def wait_for(driver, condition: str, timeout_s: float = 60) -> None:
 
 @pytest.fixture
 def server(exported_model: Path, tmp_path: Path, unused_tcp_port: int):
-    own_dir = tmp_path / "own"
-    with running_server(exported_model, own_dir, unused_tcp_port) as url:
+    """The session's small model; with SCREENSHOT_RUN=<a finished pipeline folder>, that run's full-data models
+    (data/model and data/cnn), as for the docs' screenshot."""
+    own_dir, run = tmp_path / "own", os.environ.get("SCREENSHOT_RUN")
+    model_dir, cnn_dir = (Path(run) / "data/model", Path(run) / "data/cnn") if run else (exported_model, None)
+    with running_server(model_dir, own_dir, unused_tcp_port, cnn_dir) as url:
         yield url, own_dir
 
 
