@@ -238,7 +238,7 @@ def main() -> None:
                          **(SUBSET_SETTINGS if args.per_class else {}),
                          **settings})
     stamp = machine()
-    print(f"the offline pipeline cold, {args.per_class} digits per class, in {repo}; {stamp['cpu']}, "
+    print(f"the offline pipeline cold, {args.per_class or 'all'} digits per class, in {repo}; {stamp['cpu']}, "
           f"{stamp['cores']} cores, {stamp['memory_gib']} GiB: dvc repro, then the bare rates, then the table",
           flush=True)
     with tempfile.TemporaryDirectory() as scratch:  # an empty feature store: every image is embedded
