@@ -136,12 +136,17 @@ def print_memory(stage: str, sampler: TreeSampler, wall_s: float, setup: dict | 
            setup={"stage": stage, **(setup or {})}, enabled=enabled)
 
 
+def stage_windows(lines: list[tuple[float, str]], wall_s: float) -> list[tuple[str, float, float]]:
+    """(stage, start s, end s): from DVC's 'Running stage' line to the next one or the end (wall_s)."""
+    starts = [(seconds, match.group(1)) for seconds, line in lines if (match := STAGE_LINE.search(line))]
+    ends = [start_s for start_s, _ in starts[1:]] + [wall_s]
+    return [(name, start_s, end_s) for (start_s, name), end_s in zip(starts, ends)]
+
+
 def stage_times(lines: list[tuple[float, str]], sampler: TreeSampler, wall_s: float) -> list[tuple[str, float, float]]:
     """(name, seconds from DVC's 'Running stage' to the next stage or the end, seconds its own process ran)."""
-    starts = [(seconds, match.group(1)) for seconds, line in lines if (match := STAGE_LINE.search(line))]
     rows = []
-    for position, (start_s, name) in enumerate(starts):
-        end_s = starts[position + 1][0] if position + 1 < len(starts) else wall_s
+    for name, start_s, end_s in stage_windows(lines, wall_s):
         own = [t.last_s - t.first_s for t in sampler.traces.values() if t.label == f"python -m stages.{name}"]
         rows.append((name, end_s - start_s, max(own, default=0.0)))
     return rows

@@ -32,7 +32,8 @@ import yaml
 
 from benchmarks.bottlenecks import raw_images_per_s
 from benchmarks.cnn import epoch_timer
-from benchmarks.memory import GIB, STAGE_LINE, ProcessTrace, TreeSampler, run_sampled
+from benchmarks.memory import GIB, ProcessTrace, TreeSampler, run_sampled
+from benchmarks.memory import stage_windows as memory_stage_windows
 from benchmarks.record import RECORDS_DIR, add_record_flag, machine, record
 from mnist_transfer.data.idx import N_CLASSES
 from mnist_transfer.features.feature_store import STORE_ENV
@@ -77,11 +78,9 @@ def total_row(rows: list[StageRow]) -> StageRow:
 
 
 def stage_windows(lines: list[tuple[float, str]], wall_s: float) -> list[tuple[str, float, float]]:
-    """(stage, start s, end s): from DVC's 'Running stage' line to the next one or the end; DVC_START before."""
-    starts = [(0.0, DVC_START)]
-    starts += [(seconds, match.group(1)) for seconds, line in lines if (match := STAGE_LINE.search(line))]
-    ends = [start_s for start_s, _ in starts[1:]] + [wall_s]
-    return [(name, start_s, end_s) for (start_s, name), end_s in zip(starts, ends)]
+    """(stage, start s, end s) of each stage (memory.stage_windows), after a DVC_START row for DVC's work before."""
+    windows = memory_stage_windows(lines, wall_s)
+    return [(DVC_START, 0.0, windows[0][1] if windows else wall_s), *windows]
 
 
 def forward_passes(lines: list[tuple[float, str]], start_s: float, end_s: float) -> int:
@@ -177,19 +176,15 @@ def head_step_s(repo: Path, params: TrainParams) -> float:
 def cnn_step_s(repo: Path, params: CnnParams) -> float:
     """The CNN's bare step time (compiled as train_cnn compiles it, on in-memory digits without augmentation) on
     BARE_STEPS batches of digits."""
-    import keras
-
     from mnist_transfer.data.records import list_images
-    from mnist_transfer.models.cnn import build_cnn, load_digits
+    from mnist_transfer.models.cnn import build_cnn, compiled_trainer, load_digits
 
     jpg = repo / "data/jpg"
     digits = load_digits(list_images(jpg / "training", jpg)[: BARE_STEPS * params.batch_size], jpg)
     rows = np.resize(np.arange(len(digits.labels)), BARE_STEPS * params.batch_size)
-    cnn = build_cnn(params)
-    cnn.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
-                loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing))
+    trainer = compiled_trainer(build_cnn(params), params, BARE_EPOCHS * BARE_STEPS)
     one_hot = np.eye(N_CLASSES, dtype=np.float32)[digits.labels[rows]]
-    return bare_step_s(cnn, digits.images[rows].astype(np.float32), one_hot, params.batch_size)
+    return bare_step_s(trainer, digits.images[rows].astype(np.float32), one_hot, params.batch_size)
 
 
 def measure_rates(repo: Path, params: Params) -> tuple[float, dict[str, tuple[float, str]]]:

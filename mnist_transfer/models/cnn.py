@@ -152,6 +152,19 @@ def one_cycle(params: CnnParams, steps: int) -> Any:
     )
 
 
+def compiled_trainer(cnn: Any, params: CnnParams, steps: int) -> Any:
+    """The CNN in a compiled wrapper (so that cnn.keras holds the model alone, without the optimizer's state):
+    Adam on the one-cycle schedule over `steps`, label-smoothed cross-entropy on one-hot labels."""
+    import keras
+
+    trainer = keras.Sequential([keras.Input(DIGIT_SHAPE, name="pixels"), cnn], name="cnn_training")
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(one_cycle(params, steps)),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing), metrics=["accuracy"],
+    )
+    return trainer
+
+
 def train_cnn(
     train: Digits, valid: Digits, params: CnnParams, callbacks: list, sample_weight: np.ndarray | None = None
 ) -> tuple[Any, dict[str, Any]]:
@@ -162,7 +175,6 @@ def train_cnn(
         sample_weight: (len(train),) weight of each training digit in the loss; None: all 1.
     Returns the CNN after its last epoch (the schedule ends at learning rate 0) and its figures.
     """
-    import keras
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
@@ -170,12 +182,7 @@ def train_cnn(
         raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
     cnn = build_cnn(params)
     steps_per_epoch = -(-len(train.labels) // params.batch_size)
-    # compiled in a wrapper, so that cnn.keras holds the model alone, without the optimizer's state
-    trainer = keras.Sequential([keras.Input(DIGIT_SHAPE, name="pixels"), cnn], name="cnn_training")
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(one_cycle(params, steps_per_epoch * params.epochs)),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing), metrics=["accuracy"],
-    )
+    trainer = compiled_trainer(cnn, params, steps_per_epoch * params.epochs)
     validation = batches((valid.images, tf.one_hot(valid.labels, N_CLASSES).numpy()), PREDICT_BATCH)
     started = time.perf_counter()
     history = trainer.fit(

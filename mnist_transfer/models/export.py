@@ -8,8 +8,8 @@ but `features`):
 Beside it: labels.txt (line i = class i), head.keras (the head alone, for further training), model.tflite
 (predict_images' probabilities for uint8 (batch, 28, 28, 1), dynamic-range quantised — float32 for the random
 stand-in backbone, see tflite_quantisable; run it with load_tflite; the transfer model's only with
-train.tflite: true), and model.json (validation accuracy and
-the calibration temperature, applied on top of these raw probabilities: mnist_transfer.models.metadata).
+train.tflite: true), and model.json (validation accuracy and the calibration temperature, applied on top of
+these raw probabilities: mnist_transfer.models.metadata).
 The from-scratch CNN (mnist_transfer.models.cnn) is exported through the same classifier_module/save_classifier,
 so both models serve the same signatures.
 """
