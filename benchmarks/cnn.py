@@ -28,20 +28,30 @@ from mnist_transfer.params import CnnParams
 _WORKER_CNN: dict[Path, Any] = {}  # per Dask worker process: the model is loaded once
 
 
-def epoch_timer() -> Any:
-    """A Keras callback recording each epoch's wall time (training and validation) in .seconds."""
+def epoch_timer(stop_at_accuracy: float | None = None, verbose: bool = False) -> Any:
+    """A Keras callback recording each epoch's wall time (training and validation) in .seconds and its validation
+    accuracy in .val_accuracy (when validated); with stop_at_accuracy, training stops at the first epoch whose
+    validation accuracy reaches it; verbose prints a line per epoch."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.seconds: list[float] = []
+            self.val_accuracy: list[float] = []
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.seconds.append(time.perf_counter() - self.started)
+            if logs and "val_accuracy" in logs:
+                self.val_accuracy.append(float(logs["val_accuracy"]))
+                if verbose:
+                    print(f"  epoch {epoch + 1}: validation {self.val_accuracy[-1]:.4f} after {sum(self.seconds):.0f} s",
+                          flush=True)
+                if stop_at_accuracy is not None and self.val_accuracy[-1] >= stop_at_accuracy:
+                    self.model.stop_training = True
 
     return EpochTimer()
 

@@ -20,11 +20,12 @@ epoch's weights), which saves most of its time when only the time to the target 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cnn import epoch_timer
 from benchmarks.record import add_record_flag, record
 from mnist_transfer.data.idx import IMAGE_SIDE_PX
 from mnist_transfer.data.records import list_images
@@ -44,28 +45,6 @@ from mnist_transfer.params import CnnParams
 
 OLD = {"filters": [32, 64], "shift_px": 2.0, "learning_rate": 0.002, "batch_size": 128, "patience": 5, "lr_patience": 2, "lr_factor": 0.3,
        "min_learning_rate": 1e-5}
-
-
-def epoch_clock(target: float, stop_at_target: bool) -> Any:
-    """A Keras callback: validation accuracy and seconds since training began after each epoch (.rows); stops
-    training at the first epoch on target when stop_at_target."""
-    import keras
-
-    class EpochClock(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.rows: list[tuple[float, float]] = []
-
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            self.rows.append((float(logs["val_accuracy"]), time.perf_counter() - self.started))
-            print(f"  epoch {epoch + 1}: validation {logs['val_accuracy']:.4f} after {self.rows[-1][1]:.0f} s", flush=True)
-            if stop_at_target and logs["val_accuracy"] >= target:
-                self.model.stop_training = True
-
-    return EpochClock()
 
 
 def train_old_recipe(train: Digits, valid: Digits, params: CnnParams, max_epochs: int, callbacks: list) -> Any:
@@ -119,14 +98,16 @@ def stroke_width_layer(probability: float, seed: int) -> Any:
     return RandomStrokeWidth()
 
 
-def outcome(name: str, cnn: Any, rows: list[tuple[float, float]], test: Digits, target: float) -> dict[str, Any]:
-    """The figures of one recipe: epochs and seconds to target (None if never), test and distorted accuracy."""
-    on_target = next((epoch for epoch, (accuracy, _) in enumerate(rows, start=1) if accuracy >= target), None)
+def outcome(name: str, cnn: Any, timer: Any, test: Digits, target: float) -> dict[str, Any]:
+    """The figures of one recipe (timer: its benchmarks.cnn.epoch_timer): epochs and seconds to target (None if
+    never), test and distorted accuracy."""
+    elapsed = list(itertools.accumulate(timer.seconds))
+    on_target = next((epoch for epoch, accuracy in enumerate(timer.val_accuracy, start=1) if accuracy >= target), None)
     distorted = robustness(cnn, test, seed=0)
     return {
-        "recipe": name, "epochs run": len(rows), "seconds": rows[-1][1],
-        "epochs to target": on_target, "seconds to target": rows[on_target - 1][1] if on_target else None,
-        "best validation": max(accuracy for accuracy, _ in rows),
+        "recipe": name, "epochs run": len(elapsed), "seconds": elapsed[-1],
+        "epochs to target": on_target, "seconds to target": elapsed[on_target - 1] if on_target else None,
+        "best validation": max(timer.val_accuracy),
         "test accuracy": float((predict_probabilities(cnn, test.images).argmax(axis=1) == test.labels).mean()),
         "distorted mean": distorted["mean"], "distorted": {k: v for k, v in distorted.items() if k != "mean"},
     }
@@ -151,12 +132,13 @@ def main() -> None:
     results = []
     for name in ("new", "old"):
         print(f"{name} recipe:", flush=True)
-        clock = epoch_clock(args.target, stop_at_target=name == "old" and args.stop_old_at_target)
+        stop_at = args.target if name == "old" and args.stop_old_at_target else None
+        timer = epoch_timer(stop_at_accuracy=stop_at, verbose=True)
         if name == "old":
-            cnn = train_old_recipe(train, valid, params, args.old_max_epochs, [clock])
+            cnn = train_old_recipe(train, valid, params, args.old_max_epochs, [timer])
         else:
-            cnn, _ = train_cnn(train, valid, params, [clock])
-        results.append(outcome(name, cnn, clock.rows, test, args.target))
+            cnn, _ = train_cnn(train, valid, params, [timer])
+        results.append(outcome(name, cnn, timer, test, args.target))
     new, old = results
     print(f"\n{'recipe':6} {'epochs':>6} {'s':>6} {'epochs→target':>13} {'s→target':>9} {'test':>7} {'distorted':>9}")
     for row in results:

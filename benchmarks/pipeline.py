@@ -34,7 +34,7 @@ from benchmarks.bottlenecks import raw_images_per_s
 from benchmarks.cnn import epoch_timer
 from benchmarks.memory import GIB, ProcessTrace, TreeSampler, run_sampled
 from benchmarks.memory import stage_windows as memory_stage_windows
-from benchmarks.record import RECORDS_DIR, add_record_flag, machine, record
+from benchmarks.record import RECORDS_DIR, add_record_flag, machine, record_all
 from mnist_transfer.data.idx import N_CLASSES
 from mnist_transfer.features.feature_store import STORE_ENV
 from mnist_transfer.params import CnnParams, Params, TrainParams, offline_overrides, read_params
@@ -202,14 +202,10 @@ def measure_rates(repo: Path, params: Params) -> tuple[float, dict[str, tuple[fl
 
 def record_rows(rows: list[StageRow], setup: dict[str, Any], enabled: bool, records_dir: Path = RECORDS_DIR) -> None:
     """One record per stage and one for the total, so that the docs' table reads like the printed one."""
-    if not enabled:
-        print("not recorded (--no-record)")
-        return
-    for row in [*rows, total_row(rows)]:
-        record("pipeline", {"wall s": row.wall_s, "compute s": row.compute_s, "overhead s": row.overhead_s,
-                            "overhead %": 100 * row.overhead_share, "peak tree GiB": row.peak_rss_bytes / GIB,
-                            "largest process GiB": row.largest_process_bytes / GIB},
-               setup={**setup, "stage": row.name}, records_dir=records_dir)
+    record_all("pipeline", [({"wall s": row.wall_s, "compute s": row.compute_s, "overhead s": row.overhead_s,
+                              "overhead %": 100 * row.overhead_share, "peak tree GiB": row.peak_rss_bytes / GIB,
+                              "largest process GiB": row.largest_process_bytes / GIB}, {**setup, "stage": row.name})
+                             for row in [*rows, total_row(rows)]], records_dir=records_dir, enabled=enabled)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +109,20 @@ def record(benchmark: str, figures: Mapping[str, Any], setup: Mapping[str, Any] 
 
     With enabled=False (a benchmark run with --no-record) write nothing and return None.
     """
+    return record_all(benchmark, [(figures, setup)], records_dir, enabled)
+
+
+def record_all(benchmark: str, entries: Sequence[tuple[Mapping[str, Any], Mapping[str, Any] | None]],
+               records_dir: Path = RECORDS_DIR, enabled: bool = True) -> Path | None:
+    """record() for several (figures, setup) entries of one run at once: one write, one line printed."""
     if not enabled:
         print("not recorded (--no-record)")
         return None
     path = records_dir / f"{benchmark}.json"
     records = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
-    records.append(make_record(benchmark, figures, setup))
+    records.extend(make_record(benchmark, figures, setup) for figures, setup in entries)
     with atomic_path(path) as tmp_path:
         tmp_path.write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"recorded in {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}")
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    print(f"recorded in {shown}" + (f" ({len(entries)} records)" if len(entries) > 1 else ""))
     return path
