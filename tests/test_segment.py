@@ -18,8 +18,20 @@ from mnist_transfer.data.segment import (
     choose_digits,
     read_number,
     segment_number,
+    softened_top,
 )
 from tests.drawn_digits import bars, drawn
+
+
+def open_four() -> np.ndarray:
+    """A 4 whose bar stops short of its stem (a gap of 5 % of the frame): two components, one digit."""
+    image = Image.new("L", (112, 112), 0)
+    pen = ImageDraw.Draw(image)
+    for x0, y0, x1, y1 in ((0.5, 0.15, 0.25, 0.6), (0.25, 0.6, 0.48, 0.6), (0.62, 0.35, 0.62, 0.85)):
+        pen.line([(112 * x0, 112 * y0), (112 * x1, 112 * y1)], fill=255, width=10)
+        for x, y in ((x0, y0), (x1, y1)):
+            pen.ellipse([112 * x - 5, 112 * y - 5, 112 * x + 5, 112 * y + 5], fill=255)
+    return np.asarray(image)
 
 
 def oracle_reading(composed, image: Image.Image | None = None) -> str:
@@ -63,6 +75,16 @@ def test_best_path_reads_at_most_max_digits():
     assert len(best_path(n, runs, [-0.1] * n + [-5.0], [0.0] * n, [None] * n)[1]) == MAX_DIGITS
 
 
+def test_softened_top_known_answers():
+    probabilities = np.array([0.8, 0.2] + [0.0] * 8)
+    assert softened_top(probabilities, 1.0) == pytest.approx(np.log(0.8), abs=1e-4)  # floored zeros barely count
+    assert softened_top(probabilities, 0.5) == pytest.approx(np.log(2 / 3), abs=0.01)  # √0.8 : √0.2 = 2 : 1
+    sure, unsure = np.array([0.999, 0.001] + [0.0] * 8), np.array([0.9, 0.1] + [0.0] * 8)
+    # a calibrated classifier's near-certainties differ little in log(top); softened, the margin counts
+    assert softened_top(sure, 1.0) - softened_top(unsure, 1.0) == pytest.approx(0.104, abs=0.001)
+    assert softened_top(sure, 0.35) - softened_top(unsure, 0.35) > 0.25
+
+
 # --- composed numbers, the oracle --------------------------------------------------------------------
 
 
@@ -95,8 +117,11 @@ def test_most_random_numbers_are_read(mnist_arrays):
         ("5", [], [drawn("5", detached_hat=True)]),  # the hat joins its 5
         ("552", ["gap", "gap"], [drawn("5", detached_hat=True)] * 2 + [drawn("2")]),
         ("00", ["touch"], None),
+        ("14", ["touch"], None),  # the 1 against the 4's arm: a contact no seam minimum points at
         ("111", ["gap", "zero"], None),
         ("4", [], None),
+        ("4", [], [open_four()]),  # drawn in two strokes that do not meet: one digit, not two
+        ("404", ["gap", "gap"], [open_four(), drawn("0"), open_four()]),
     ],
 )
 def test_hand_made_cases(digits: str, spacings: list[str], sources):

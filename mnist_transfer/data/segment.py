@@ -10,13 +10,16 @@ and a test can pass a fake. The steps:
 3. Over-segmentation, in alternatives per component: its slices between its cheapest seams (top-to-bottom paths
    through the least ink, slanted where need be); and two parts where it is thinnest between a left and a right
    end (minimum vertex cuts by maximum flow: touching digits come apart at their contacts, even when they
-   overlap in x). Each combination of the components' alternatives is an order of atoms, left to right.
+   overlap in x), the ends placed at the component's sides, around its seams' minima and every CUT_STEP × H
+   across it. Each combination of the components' alternatives is an order of atoms, left to right.
 4. Candidates: runs of up to MAX_ATOMS_PER_DIGIT neighbouring atoms that could be one digit (contiguous in x,
-   tall enough, not too wide): a 5's detached hat, a broken 4 and a pen's dot join their digit this way.
+   up to STROKE_GAP × H apart, tall enough, not too wide): a 5's detached hat, a 4 drawn in two strokes and a
+   pen's dot join their digit this way.
 5. Each candidate is normalised to 28×28 as a single digit is (its grey edges, a 20 px box, the centre of mass)
    and classified, all in one batch.
 6. The reading: over every order, the path through the atoms (dynamic programming) that maximises the sum over
-   its digits of log(top probability) + width and height priors + a per-digit bonus − the ink its cuts cross;
+   its digits of log(top probability, softened: see softened_top) + width and height priors + a per-digit
+   bonus − the ink its cuts cross;
    small atoms may be left out as specks at a cost; at most MAX_DIGITS digits.
 """
 
@@ -49,12 +52,14 @@ MAX_CUTS_PER_H = 3.0  # at most this many cuts per H of a component's width, the
 MAX_ATOMS_PER_DIGIT = 4
 JUNCTION_MIN_WIDTH = 0.6  # × H: components at least this wide are also tried split where two digits touch
 CUT_BANDS = ((0.15, 0.15), (0.3, 0.15), (0.15, 0.3), (0.3, 0.3))  # min_cut's left and right ends (share of width)
-CUT_WINDOW = 0.15  # × H: min_cut's ends also lie this far left and right of each seam minimum
+CUT_WINDOW = 0.15  # × H: min_cut's ends also lie this far left and right of each seam minimum…
+CUT_STEP = 0.15  # × H: …and of columns this far apart across the component
 MAX_JUNCTION_STROKES = 4.0  # a minimum cut through more ink than this many stroke widths is not tried
 MIN_PART_SHARE = 0.08  # each part of a junction split holds at least this share of the component's ink
 JUNCTION_KEYS = 25  # junction splits dividing the ink alike (to 1/JUNCTION_KEYS) are one split
 MAX_ORDERS = 64  # combinations of the components' partitions tried
 PIECE_REACH = 0.15  # × H: a piece joins a digit when at most this far from it in x
+STROKE_GAP = 0.1  # × H: two tall components this far apart in x may still be one digit's strokes
 EPSILON = 1e-6  # probabilities are floored here before the log
 
 
@@ -64,9 +69,10 @@ class Weights:
 
     width: float = 0.5  # per (0.2 H)² of a digit's width beyond MAX_DIGIT_WIDTH
     height: float = 1.0  # per (0.1 H)² of a digit's height below MIN_DIGIT_HEIGHT
-    cut: float = 0.5  # per stroke width of ink a cut crosses
+    cut: float = 0.2  # per stroke width of ink a cut crosses
     skip: float = 3.0  # per atom left out as a speck
-    digit: float = 0.2  # a bonus per digit: > 0 favours more, narrower digits (touching ones read as one)
+    digit: float = 0.3  # a bonus per digit: > 0 favours more, narrower digits (touching ones read as one)
+    sharpness: float = 0.35  # the classifier's log-probabilities are scaled by this (see softened_top)
 
 
 class NumberError(DataError):
@@ -202,11 +208,19 @@ def choose_digits(segmentation: Segmentation, probabilities: np.ndarray, weights
 
 
 def candidate_score(candidate: Candidate, probabilities: np.ndarray, weights: Weights) -> float:
-    """log(top probability) + the width and height priors (≤ 0) + the digit bonus."""
+    """log(top probability, softened) + the width and height priors (≤ 0) + the digit bonus."""
     too_wide = max(0.0, candidate.width - MAX_DIGIT_WIDTH) / 0.2
     too_low = max(0.0, MIN_DIGIT_HEIGHT - candidate.height) / 0.1
-    return (float(np.log(max(float(probabilities.max()), EPSILON))) - weights.width * too_wide**2
+    return (softened_top(probabilities, weights.sharpness) - weights.width * too_wide**2
             - weights.height * too_low**2 + weights.digit)
+
+
+def softened_top(probabilities: np.ndarray, sharpness: float) -> float:
+    """log of the top class's probability once every probability is raised to `sharpness` (< 1: softer) and
+    they are renormalised. A calibrated classifier is near-certain of half a 0 and of a whole 0 alike, so
+    log(top) hardly tells them apart; softened, the margin over the runner-up classes counts."""
+    logs = sharpness * np.log(np.maximum(probabilities, EPSILON))
+    return float(logs.max() - np.logaddexp.reduce(logs))
 
 
 def digit_read(candidate: Candidate, probabilities: np.ndarray) -> DigitRead:
@@ -344,6 +358,8 @@ def junction_splits(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, np.n
     ends = [(left * width, (1 - right) * width) for left, right in CUT_BANDS]
     reach = CUT_WINDOW * line.height_px  # and cuts within a window around each minimum of the seams' costs
     ends += [(column - reach, column + reach) for column in seam_minima(mask, line)]
+    step = CUT_STEP * line.height_px  # and around columns every CUT_STEP × H: contacts where no seam is cheap
+    ends += [(column - reach, column + reach) for column in np.arange(step, width - step / 2, step)]
     found: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
     for left_x, right_x in ends:
         split = min_cut(mask, left_x, right_x, max_cut_px=int(MAX_JUNCTION_STROKES * line.stroke_px))
@@ -561,12 +577,12 @@ def union_box(atoms: Sequence[Atom]) -> tuple[int, int, int, int]:
 
 
 def contiguous(atoms: Sequence[Atom], line: Line) -> bool:
-    """Whether the atoms leave no gap in x: slices of one component meet, other components overlap the rest,
-    a piece may be up to PIECE_REACH × H away."""
+    """Whether the atoms leave no gap in x: slices of one component meet, other components overlap the rest or
+    lie up to STROKE_GAP × H away (a 4 drawn in two strokes), a piece may be up to PIECE_REACH × H away."""
     ordered = sorted(atoms, key=lambda a: a.box[0])
     right = ordered[0].box[2]
     for atom in ordered[1:]:
-        reach = PIECE_REACH * line.height_px if is_piece(atom, line) or is_piece(ordered[0], line) else 1
+        reach = (PIECE_REACH if is_piece(atom, line) or is_piece(ordered[0], line) else STROKE_GAP) * line.height_px
         if atom.box[0] > right + reach:
             return False
         right = max(right, atom.box[2])
