@@ -219,8 +219,9 @@ def softened_top(probabilities: np.ndarray, sharpness: float) -> float:
     """log of the top class's probability once every probability is raised to `sharpness` (< 1: softer) and
     they are renormalised. A calibrated classifier is near-certain of half a 0 and of a whole 0 alike, so
     log(top) hardly tells them apart; softened, the margin over the runner-up classes counts."""
-    logs = sharpness * np.log(np.maximum(probabilities, EPSILON))
-    return float(logs.max() - np.logaddexp.reduce(logs))
+    from scipy.special import log_softmax
+
+    return float(log_softmax(sharpness * np.log(np.maximum(probabilities, EPSILON))).max())
 
 
 def digit_read(candidate: Candidate, probabilities: np.ndarray) -> DigitRead:
