@@ -4,8 +4,10 @@ For each length (2, 4, 6, 8 digits by default), N numbers are composed (mnist_tr
 0 px gaps, overlapping boxes, touching pairs, slope, size variation, photographed) and read with the model. Prints
 by length: exact-match accuracy of the whole string; per-digit accuracy (1 - edit distance / length, so a missed
 or extra digit costs one) next to the single-digit accuracy on the same digits, each photographed and normalised
-alone (what segmentation costs); the same for the numbers with a touching pair; and the time per number. The five
-hardest failures (wrong, yet the most confident) are saved as PNGs with the truth, the answer and the boxes read.
+alone (what segmentation costs); why the wrong ones are wrong (compose.failure_cause: no candidate near a true
+digit, the closest candidate misread, or the path chose others); the same for the numbers with a touching pair;
+and the time per number. The five hardest failures (wrong, yet the most confident) are saved as PNGs with the
+truth, the answer and the boxes read.
 Never asserts.
 
     python -m benchmarks.numbers --model data/cnn --failures reports/numbers-failures
@@ -18,18 +20,22 @@ import argparse
 import gzip
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mnist_transfer.data.compose import ComposedNumber, box_oracle, compose_number, random_number
+from benchmarks.record import add_record_flag, record_all
+from mnist_transfer.data.compose import ComposedNumber, box_oracle, compose_number, failure_cause, random_number
 from mnist_transfer.data.idx import read_images, read_labels
 from mnist_transfer.data.normalise import normalise_digit
 from mnist_transfer.data.segment import choose_digits, segment_number
 
 LENGTHS = (2, 4, 6, 8)
+CAUSES = ("no candidate", "misread", "path", "error")  # why a number is read wrong (compose.failure_cause, or raised)
+Box = tuple[int, int, int, int]
 N_PER_LENGTH = 250
 N_LENGTH_4 = 1000  # the issue's figure: 1,000 four-digit photos
 N_FAILURES = 5
@@ -45,14 +51,22 @@ class Tally:
     digits_right: int = 0  # len - edit distance, summed
     single_right: int = 0  # the same digits, each photographed and normalised alone
     seconds: float = 0.0
+    causes: Counter[str] = field(default_factory=Counter)  # of the wrong answers: see CAUSES
 
-    def add(self, truth: str, answer: str, n_single_right: int, seconds: float) -> None:
+    def add(self, truth: str, answer: str, n_single_right: int, seconds: float, cause: str | None) -> None:
         self.n += 1
         self.exact += truth == answer
         self.digits += len(truth)
         self.digits_right += max(0, len(truth) - edit_distance(truth, answer))
         self.single_right += n_single_right
         self.seconds += seconds
+        if cause is not None:
+            self.causes[cause] += 1
+
+    def merge(self, other: Tally) -> None:
+        for name in ("n", "exact", "digits", "digits_right", "single_right", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.causes.update(other.causes)
 
 
 @dataclass
@@ -60,7 +74,7 @@ class Failure:
     confidence: float
     composed: ComposedNumber
     answer: str
-    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
 
 
 def edit_distance(first: str, second: str) -> int:
@@ -90,18 +104,22 @@ def load_test_digits(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return arrays[0], arrays[1]
 
 
-def read_with(classify, composed: ComposedNumber) -> tuple[str, float, list[tuple[int, int, int, int]]]:
-    """(the number read, its confidence, the digits' boxes); an error reads as '' with confidence 0."""
+def read_with(classify, composed: ComposedNumber) -> tuple[str, float, list[Box], str | None]:
+    """(the number read, its confidence, the digits' boxes, why it is wrong: None when right); an error reads as ''
+    with confidence 0."""
     from mnist_transfer.errors import DataError
 
     try:
         segmentation = segment_number(composed.image())
-        probabilities = box_oracle(composed, [c.box for c in segmentation.candidates]) if classify is None \
+        candidate_boxes = [c.box for c in segmentation.candidates]
+        probabilities = box_oracle(composed, candidate_boxes) if classify is None \
             else np.asarray(classify(segmentation.pixels), np.float64)
         reading = choose_digits(segmentation, probabilities)
     except DataError:
-        return "", 0.0, []
-    return reading.number, reading.confidence, [d.box for d in reading.digits]
+        return "", 0.0, [], "error"
+    cause = None if reading.number == composed.digits \
+        else failure_cause(composed, candidate_boxes, probabilities.argmax(axis=1))
+    return reading.number, reading.confidence, [d.box for d in reading.digits], cause
 
 
 def single_digits_right(classify, images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> int:
@@ -120,11 +138,11 @@ def run_length(classify, images, labels, length: int, n_numbers: int, seed: int,
     for _ in range(n_numbers):
         composed, chosen = random_number(images, labels, length, rng)
         started = time.perf_counter()
-        answer, confidence, boxes = read_with(classify, composed)
+        answer, confidence, boxes, cause = read_with(classify, composed)
         seconds = time.perf_counter() - started
         n_single = single_digits_right(classify, images[chosen], labels[chosen], rng)
         for tally in (everything, touching) if composed.touching else (everything,):
-            tally.add(composed.digits, answer, n_single, seconds)
+            tally.add(composed.digits, answer, n_single, seconds, cause)
         if answer != composed.digits:
             failures.append(Failure(confidence, composed, answer, boxes))
     return everything, touching
@@ -136,7 +154,26 @@ def percent(part: int, whole: int) -> str:
 
 def print_row(name: str, tally: Tally) -> None:
     print(f"{name:<14} {tally.n:>6}  {percent(tally.exact, tally.n)}  {percent(tally.digits_right, tally.digits)}  "
-          f"{percent(tally.single_right, tally.digits)}  {tally.seconds / max(1, tally.n):7.3f}")
+          f"{percent(tally.single_right, tally.digits)}  {tally.seconds / max(1, tally.n):7.3f}  "
+          + "  ".join(f"{tally.causes[cause]:>{len(cause)}}" for cause in CAUSES))
+
+
+def tally_figures(everything: Tally, touching: Tally) -> dict[str, float | int | None]:
+    """One length's figures for its record: accuracies in % (None: no numbers), the touching subset's, time, and
+    why numbers failed."""
+    def share(part: int, whole: int) -> float | None:
+        return 100 * part / whole if whole else None
+
+    figures: dict[str, float | int | None] = {
+        "exact %": share(everything.exact, everything.n),
+        "per digit %": share(everything.digits_right, everything.digits),
+        "single digits %": share(everything.single_right, everything.digits),
+        "touching numbers": touching.n,
+        "touching exact %": share(touching.exact, touching.n),
+        "seconds per number": everything.seconds / max(1, everything.n),
+    }
+    figures.update({f"failures: {cause}": everything.causes[cause] for cause in CAUSES})
+    return figures
 
 
 def save_failures(failures: list[Failure], folder: Path) -> None:
@@ -167,35 +204,40 @@ def main() -> None:
     parser.add_argument("--n4", type=int, default=None, help=f"numbers of 4 digits (default {N_LENGTH_4}, or -n if given)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--failures", type=Path, metavar="DIR", help="save the five hardest failures here")
+    add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     images, labels = load_test_digits(args.mnist)
-    classify = None
+    classify, identity = None, "box oracle"
     if args.model is not None:
         from mnist_transfer.models.inference import DigitModel
 
         model = DigitModel.load(args.model)
-        classify = model.predict
-        print(f"model {model.identity}")
+        classify, identity = model.predict, model.identity
+        print(f"model {identity}")
     else:
         print("fake classifier: box_oracle (knows each digit's box; measures segmentation alone)")
     n4 = args.n4 if args.n4 is not None else (N_LENGTH_4 if args.n == N_PER_LENGTH else args.n)
     failures: list[Failure] = []
-    print(f"{'digits':<14} {'n':>6}  {'exact':>8}  {'per digit':>8}  {'single':>8}  {'s/number':>7}")
+    print(f"{'digits':<14} {'n':>6}  {'exact':>8}  {'per digit':>8}  {'single':>8}  {'s/number':>7}  "
+          + "  ".join(CAUSES) + "   (why wrong: see compose.failure_cause)")
     total, total_touching = Tally(), Tally()
+    entries = []
     for length in args.lengths:
         everything, touching = run_length(classify, images, labels, length, n4 if length == 4 else args.n, args.seed,
                                           failures)
         print_row(f"{length}", everything)
         print_row(f"{length} touching", touching)
-        for whole, part in ((total, everything), (total_touching, touching)):
-            for name in ("n", "exact", "digits", "digits_right", "single_right", "seconds"):
-                setattr(whole, name, getattr(whole, name) + getattr(part, name))
+        total.merge(everything)
+        total_touching.merge(touching)
+        entries.append((tally_figures(everything, touching), {"digits": length, "numbers": everything.n,
+                                                             "seed": args.seed, "model": identity}))
     print_row("all", total)
     print_row("all touching", total_touching)
     if args.failures is not None:
         save_failures(failures, args.failures)
+    record_all("numbers", entries, enabled=args.record)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_transfer.data.compose import box_oracle, compose_number, random_number
+from mnist_transfer.data.compose import box_distances, box_oracle, compose_number, failure_cause, random_number
 from tests.drawn_digits import drawn
 
 
@@ -65,3 +65,14 @@ def test_box_oracle_knows_the_truth_and_nothing_else():
     assert probabilities.shape == (4, 10) and np.allclose(probabilities.sum(axis=1), 1.0)
     assert probabilities[:2].argmax(axis=1).tolist() == [4, 2] and (probabilities[:2].max(axis=1) > 0.99).all()
     assert (probabilities[2:].max(axis=1) < 0.2).all()
+
+
+def test_a_failure_is_blamed_on_segmentation_the_classifier_or_the_path():
+    composed = compose_number([drawn("4"), drawn("2")], [4, 2], ["gap"], np.random.default_rng(0))
+    (x0, y0, x1, y1), second = composed.boxes
+    both = (x0, y0, second[2], max(y1, second[3]))
+    nudged = (x0 + 2, y0, x1, y1)  # 2 px off: within MATCH_DISTANCE of a digit ~20 px tall or more
+    assert box_distances(composed, [composed.boxes[0]])[0].tolist()[0] == 0.0
+    assert failure_cause(composed, [both, second], [4, 2]) == "no candidate"  # nothing offered the 4 alone
+    assert failure_cause(composed, [nudged, second, both], [4, 7, 4]) == "misread"  # the 2's own box read as 7
+    assert failure_cause(composed, [nudged, second, both], [4, 2, 4]) == "path"  # all there and read right

@@ -22,6 +22,7 @@ STRONG_LEVEL = 0.8  # a digit's true box holds the ink components that reach thi
 SPECK_FRACTION = 0.05  # …and hold at least this share of the largest one's pixels
 MAX_CONTACT = 0.2  # touching digits meet over at most this share of the digit's height (not side by side)
 ORACLE_TOLERANCE = 0.15  # box_oracle: edges this share of the digit height off cost a factor e
+MATCH_DISTANCE = 0.12  # failure_cause: a candidate whose edges all lie within this share of a digit's height is it
 
 
 @dataclass(frozen=True)
@@ -206,17 +207,36 @@ def random_number(
     return compose_number(list(images[chosen]), labels[chosen].tolist(), random_spacings(n_digits, rng), rng, style), chosen
 
 
+def box_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+    """How far each box is from each true digit's box: its worst edge's distance / that digit's height,
+    (n_boxes, n_digits)."""
+    truth = np.array(composed.boxes, dtype=np.float64)  # (n_digits, 4)
+    found = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.abs(found[:, None, :] - truth[None, :, :]).max(axis=2) / (truth[:, 3] - truth[:, 1])[None, :]
+
+
 def box_oracle(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
     """Probabilities from where candidate digits are, not what they look like: a box whose edges lie within a
     few % of the digit height of a true digit's box gets that digit, the surer the closer (exp(-(d / 0.15)²),
-    d: its worst edge's distance / the digit's height), the rest spread evenly; (n, 10). An ideal classifier:
-    what segmentation reads with it is the best it can do."""
-    truth = np.array(composed.boxes, dtype=np.float64)  # (n_digits, 4)
-    found = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-    heights = truth[:, 3] - truth[:, 1]
-    distance = np.abs(found[:, None, :] - truth[None, :, :]).max(axis=2) / heights[None, :]  # (n, n_digits)
+    d: box_distances), the rest spread evenly; (n, 10). An ideal classifier: what segmentation reads with it
+    is the best it can do."""
+    distance = box_distances(composed, boxes)  # (n, n_digits)
     best = distance.argmin(axis=1)
     confidence = np.clip(np.exp(-((distance.min(axis=1) / ORACLE_TOLERANCE) ** 2)), 1e-4, 0.999)
     probabilities = np.tile(((1 - confidence) / 9)[:, None], (1, 10))
-    probabilities[np.arange(len(found)), np.array([int(d) for d in composed.digits])[best]] = confidence
+    probabilities[np.arange(len(boxes)), np.array([int(d) for d in composed.digits])[best]] = confidence
     return probabilities
+
+
+def failure_cause(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]], read: Sequence[int]) -> str:
+    """Why a number was read wrong, given every candidate digit's box and the class the classifier gave it:
+    "no candidate" (some true digit has no candidate within MATCH_DISTANCE: segmentation never offered it),
+    "misread" (every digit has one, but the classifier misreads a digit's closest) or "path" (all of those read
+    right: the reading chose other candidates)."""
+    distance = box_distances(composed, boxes)
+    closest = distance.argmin(axis=0)  # per true digit
+    if (distance[closest, np.arange(len(closest))] > MATCH_DISTANCE).any():
+        return "no candidate"
+    if any(int(read[k]) != int(digit) for k, digit in zip(closest, composed.digits)):
+        return "misread"
+    return "path"
