@@ -21,7 +21,7 @@ import gzip
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +64,8 @@ class Tally:
             self.causes[cause] += 1
 
     def merge(self, other: Tally) -> None:
-        for name in ("n", "exact", "digits", "digits_right", "single_right", "seconds"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.causes.update(other.causes)
+        for counted in fields(self):  # every field adds up, the Counter of causes included
+            setattr(self, counted.name, getattr(self, counted.name) + getattr(other, counted.name))
 
 
 @dataclass
@@ -148,8 +147,14 @@ def run_length(classify, images, labels, length: int, n_numbers: int, seed: int,
     return everything, touching
 
 
+def share(part: int, whole: int) -> float | None:
+    """part / whole in %; None when there is no whole."""
+    return 100 * part / whole if whole else None
+
+
 def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:6.2f} %" if whole else "     –  "
+    value = share(part, whole)
+    return "     –  " if value is None else f"{value:6.2f} %"
 
 
 def print_row(name: str, tally: Tally) -> None:
@@ -161,9 +166,6 @@ def print_row(name: str, tally: Tally) -> None:
 def tally_figures(everything: Tally, touching: Tally) -> dict[str, float | int | None]:
     """One length's figures for its record: accuracies in % (None: no numbers), the touching subset's, time, and
     why numbers failed."""
-    def share(part: int, whole: int) -> float | None:
-        return 100 * part / whole if whole else None
-
     figures: dict[str, float | int | None] = {
         "exact %": share(everything.exact, everything.n),
         "per digit %": share(everything.digits_right, everything.digits),
