@@ -258,11 +258,15 @@ class Params(Section):
 
 # The offline profile: what `make repro-offline` (and the benchmarks) change from the defaults on a machine without
 # network — the seeded random stand-in at its smallest size, and the head that won the queued sweep on its
-# features (chosen by validation accuracy). The mirror is added by `offline_overrides`.
+# features (chosen by validation accuracy). The mirror is added by `offline_overrides`. At 75 px a forward pass is
+# too small for one process to keep two cores busy: with one single-threaded worker per core the cold stage path
+# embedded 60,000 training JPGs at 0.891 of the raw forward pass, against 0.802 for one two-threaded worker
+# (2-core AMD EPYC, benchmarks.bottlenecks, 2026-12-04); at 299 px the default of one worker halves the memory.
 OFFLINE_PROFILE: dict[str, Any] = {
     "backbone.source": "keras",
     "backbone.weights": "random",
     "backbone.image_size": MIN_IMAGE_SIZE_PX,
+    "bottlenecks.workers": 2,
     "train.hidden_units": 512,
     "train.dropout": 0.5,
     "train.label_smoothing": 0.1,
