@@ -154,7 +154,8 @@ def one_cycle(params: CnnParams, steps: int) -> Any:
 
 def compiled_trainer(cnn: Any, params: CnnParams, steps: int) -> Any:
     """The CNN in a compiled wrapper (so that cnn.keras holds the model alone, without the optimizer's state):
-    Adam on the one-cycle schedule over `steps`, label-smoothed cross-entropy on one-hot labels."""
+    Adam on the one-cycle schedule over `steps`, label-smoothed cross-entropy on one-hot labels. No XLA
+    (jit_compile), as Keras decides on a CPU: it made an epoch ~1.6× slower here (docs/pipeline.md)."""
     import keras
 
     trainer = keras.Sequential([keras.Input(DIGIT_SHAPE, name="pixels"), cnn], name="cnn_training")
