@@ -82,9 +82,8 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=8192)
     parser.add_argument("--batch-size", type=int, default=BottlenecksParams().batch_size, help="bottlenecks.batch_size")
     parser.add_argument("--chunk-images", type=int, default=BottlenecksParams().chunk_images, help="bottlenecks.chunk_images")
-    parser.add_argument(
-        "--workers", type=int, default=OFFLINE_PROFILE["bottlenecks.workers"], help="bottlenecks.workers (the offline profile's)"
-    )
+    parser.add_argument("--workers", type=int, default=OFFLINE_PROFILE["bottlenecks.workers"],
+                        help="bottlenecks.workers (the offline profile's)")
     add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
