@@ -10,7 +10,7 @@ and the time per number. The five hardest failures (wrong, yet the most confiden
 truth, the answer and the boxes read.
 Never asserts.
 
-    python -m benchmarks.numbers --model data/cnn --failures reports/numbers-failures
+    python -m benchmarks.numbers --model data/reader --failures reports/numbers-failures
     python -m benchmarks.numbers --fake -n 20        # plumbing: an ideal classifier that knows the digits' boxes
 """
 
@@ -31,7 +31,7 @@ from benchmarks.record import add_record_flag, record_all
 from mnist_transfer.data.compose import ComposedNumber, box_oracle, compose_number, failure_cause, random_number
 from mnist_transfer.data.idx import read_images, read_labels
 from mnist_transfer.data.normalise import normalise_digit
-from mnist_transfer.data.segment import choose_digits, segment_number
+from mnist_transfer.data.segment import choose_digits, digit_probabilities, segment_number
 
 LENGTHS = (2, 4, 6, 8)
 CAUSES = ("no candidate", "misread", "path", "error")  # why a number is read wrong (compose.failure_cause, or raised)
@@ -117,7 +117,7 @@ def read_with(classify, composed: ComposedNumber) -> tuple[str, float, list[Box]
     except DataError:
         return "", 0.0, [], "error"
     cause = None if reading.number == composed.digits \
-        else failure_cause(composed, candidate_boxes, probabilities.argmax(axis=1))
+        else failure_cause(composed, candidate_boxes, digit_probabilities(probabilities)[0].argmax(axis=1))
     return reading.number, reading.confidence, [d.box for d in reading.digits], cause
 
 
@@ -126,7 +126,8 @@ def single_digits_right(classify, images: np.ndarray, labels: np.ndarray, rng: n
     if classify is None:
         return len(labels)
     alone = [compose_number([image], [int(label)], [], rng).image() for image, label in zip(images, labels)]
-    return int((np.asarray(classify(np.stack([normalise_digit(photo) for photo in alone]))).argmax(axis=1) == labels).sum())
+    probabilities = digit_probabilities(np.asarray(classify(np.stack([normalise_digit(photo) for photo in alone]))))[0]
+    return int((probabilities.argmax(axis=1) == labels).sum())
 
 
 def run_length(classify, images, labels, length: int, n_numbers: int, seed: int, failures: list[Failure]
@@ -197,7 +198,7 @@ def save_failures(failures: list[Failure], folder: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="an exported model folder (data/cnn, data/model)")
+    source.add_argument("--model", type=Path, help="an exported model folder (data/reader, data/cnn, data/model)")
     source.add_argument("--fake", action="store_true", help="an ideal classifier that knows where the digits are")
     parser.add_argument("--mnist", type=Path, default=Path(os.environ.get("MNIST_MIRROR", "../shared/mnist")),
                         help="folder with MNIST's t10k files, .gz or not (default $MNIST_MIRROR or ../shared/mnist)")

@@ -6,7 +6,8 @@ feature store; each stage's window runs from DVC's 'Running stage' line to the n
 measured in the same run, after the pipeline: the images a stage embedded (its 'computed N features' log line) at
 the bare backbone forward pass (benchmarks.bottlenecks' raw rate), and the epochs a training stage ran
 (best.epochs_run of its dvc.yaml metrics file) at the step time of a bare Keras fit of the same model on
-in-memory arrays. Everything else a stage does is overhead, the exported model's parity check included.
+in-memory arrays. Everything else a stage does is overhead, the exported model's parity check included (and
+train_reader's composing and segmenting of numbers, which is work no other stage does).
 
     python -m benchmarks.pipeline --per-class 500
     python -m benchmarks.pipeline --per-class 30 --set cnn.epochs=2 --no-record
@@ -195,9 +196,11 @@ def measure_rates(repo: Path, params: Params) -> tuple[float, dict[str, tuple[fl
 
     spec = BackboneSpec.from_params(params.backbone)
     forward_s = 1 / raw_images_per_s(spec, RAW_IMAGES, params.bottlenecks.batch_size)
+    cnn_step = cnn_step_s(repo, params.cnn)  # the number reader is the same CNN with one more output unit
     fits = {
         "train": fit_compute(fit_summary(repo, "train"), params.train.batch_size, head_step_s(repo, params.train)),
-        "train_cnn": fit_compute(fit_summary(repo, "train_cnn"), params.cnn.batch_size, cnn_step_s(repo, params.cnn)),
+        "train_cnn": fit_compute(fit_summary(repo, "train_cnn"), params.cnn.batch_size, cnn_step),
+        "train_reader": fit_compute(fit_summary(repo, "train_reader"), params.cnn.batch_size, cnn_step),
     }
     return forward_s, fits
 

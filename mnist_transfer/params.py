@@ -244,6 +244,19 @@ class CnnParams(Section):
     augment: CnnAugmentParams = Field(default_factory=CnnAugmentParams)
 
 
+class ReaderParams(Section):
+    """The number reader (stage train_reader): the CNN of `cnn.*` with an 11th class, "not one digit"."""
+
+    numbers: int = _field(
+        1500, "numbers of 2-6 training digits composed as photos and segmented; each candidate that is not one "
+        "digit (half of one, two touching, a piece) is a 'not one digit' example (~37 candidates per number)", ge=1,
+    )
+    epochs: int = _field(3, "epochs of the one-cycle schedule over the training digits and those candidates", ge=1)
+    workers: int | None = _field(
+        None, "processes segmenting the composed numbers (null: one per core)", ge=1
+    )
+
+
 class Params(Section):
     """The whole params.yaml."""
 
@@ -254,6 +267,7 @@ class Params(Section):
     label: LabelParams = Field(default_factory=LabelParams)
     executor: ExecutorParams = Field(default_factory=ExecutorParams)
     cnn: CnnParams = Field(default_factory=CnnParams)
+    reader: ReaderParams = Field(default_factory=ReaderParams)
 
 
 # The offline profile: what `make repro-offline` (and the benchmarks) change from the defaults on a machine without

@@ -87,7 +87,7 @@ def tiny_raw_dir(tiny_idx_dir: Path, tmp_path: Path) -> Path:
 
 def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, extra: dict | None = None) -> None:
     """Params for a quick offline run: local mirror, a few images per digit, the random stand-in at 75 px,
-    a CNN trained for 2 epochs of small batches."""
+    a CNN trained for 2 epochs of small batches, a number reader from 10 composed numbers."""
     update_params(
         repo,
         {
@@ -98,6 +98,8 @@ def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, ex
             "backbone.image_size": 75,
             "cnn.epochs": 2,
             "cnn.batch_size": 32,  # a few hundred digits: enough steps for the one-cycle schedule to learn
+            "reader.numbers": 10,  # the number reader: a few hundred candidates, one epoch
+            "reader.epochs": 1,
             # a CNN trained for seconds has near-ties that int8 weights flip (measured: 1 of 40 sampled digits)
             "label.tflite_min_agreement": 0.9,
             **(extra or {}),

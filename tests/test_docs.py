@@ -66,7 +66,7 @@ def test_the_params_reference_lists_every_schema_key_with_its_stages():
         assert f"| `{key}` |" in page, f"docs/params.md lacks {key}"
         assert (info.description or "") in page
     assert "| `train.learning_rate` | 0.001 | Adam learning rate (> 0) | `train` |" in page
-    assert "| `cnn.augment.zoom` |" in page and "`train_cnn` |" in page
+    assert "| `cnn.augment.zoom` |" in page and "`train_cnn`, `train_reader` |" in page
 
 
 def test_the_params_reference_follows_the_schema(monkeypatch):

@@ -166,6 +166,11 @@ def test_full_pipeline_accuracy_floor_and_shuffled_labels_control(pipeline_repo:
     assert metrics["accuracy"] > floor
     assert "agrees with the label stage on 50 sampled test images" in first.stdout + first.stderr
     assert (pipeline_repo / "reports" / "report.html").stat().st_size > 1000
+    # the number reader: the CNN with an 11th class, fitted on candidates cut from composed numbers too
+    reader_labels = (pipeline_repo / "data" / "reader" / "labels.txt").read_text().split()
+    assert reader_labels == [*(str(d) for d in range(10)), "not-a-digit"]
+    reader_metrics = json.loads((pipeline_repo / "reports" / "reader" / "metrics.json").read_text())["best"]
+    assert reader_metrics["n_train"] > 270 and 0 <= reader_metrics["val_digit_accuracy"] <= 1
 
     # your own handwriting: 10 photos to learn from, 10 to be reported apart
     before = (pipeline_repo / "reports" / "predictions.csv").read_text()

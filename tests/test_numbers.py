@@ -39,6 +39,21 @@ class SureModel:
         return probabilities
 
 
+@dataclass(frozen=True)
+class ReaderModel(SureModel):
+    """Stands in for a loaded number reader: 11 classes, the digit 7 at `confidence` among the digits, and
+    "not one digit" at `not_digit` (so the digits' probabilities, renormalised, give the 7 `confidence`)."""
+
+    name: str = "reader"
+    not_digit: float = 0.2
+    labels: tuple[str, ...] = (*(str(d) for d in range(10)), "not-a-digit")
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        digits = np.full((len(images), 10), (1 - self.confidence) / 9, np.float32)
+        digits[:, 7] = self.confidence
+        return np.hstack([digits * (1 - self.not_digit), np.full((len(images), 1), self.not_digit, np.float32)])
+
+
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -101,6 +116,34 @@ def test_unsure_digits_are_marked(monkeypatch, numbers_folder: Path, capsys):
     assert line.split("  ")[1:3] == ["111", f"{0.45 ** 3:.3f}"]
 
 
+def test_predict_number_reads_with_the_number_reader_when_there_is_one(monkeypatch, numbers_folder: Path, tmp_path,
+                                                                       capsys):
+    from mnist_transfer.models import inference
+
+    loaded = []
+    monkeypatch.setattr(inference.DigitModel, "load",
+                        classmethod(lambda cls, folder, tflite=False: loaded.append(folder) or ReaderModel()))
+    monkeypatch.chdir(tmp_path)
+    for folder in ("data/model", "data/reader"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "labels.txt").write_text("0\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["predict", "--number", str(numbers_folder / "three.png")])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 0 and loaded == [Path("data/reader")]
+    assert out.strip().split("  ")[1:4] == ["777", f"{0.91 ** 3:.3f}", "reader"]  # the 7's share of the ten digits
+    assert "reading numbers with the number reader data/reader" in err
+    (tmp_path / "data/reader/labels.txt").unlink()  # no reader: the digit model, saying so
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--number", str(numbers_folder / "three.png")])
+    assert loaded[-1] == Path("data/model") and "no number reader in data/reader" in capsys.readouterr().err
+
+
+def test_a_number_reader_does_not_read_single_digits(monkeypatch, numbers_folder: Path, capsys):
+    assert predict(monkeypatch, ReaderModel(), numbers_folder / "three.png") == 2
+    assert "is a number reader (11 classes" in capsys.readouterr().err
+
+
 # --- POST /api/read-number --------------------------------------------------------------------------------
 
 
@@ -129,6 +172,18 @@ def test_read_number_answers_each_digit(client):
         assert digit["normalised"].startswith("data:image/png;base64,")
         pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(digit["normalised"].split(",", 1)[1]))))
         assert pixels.shape == (28, 28) and pixels.max() == 255
+
+
+def test_read_number_answers_with_the_number_reader(tmp_path: Path):
+    config = AppConfig({"cnn": SureModel(name="cnn")}, tmp_path / "own", reader=ReaderModel(confidence=0.8))
+    with fastapi_testclient.TestClient(create_app(config)) as test_client:
+        response = test_client.post("/api/read-number", files={"image": ("n.png", png_bytes(bars(2)), "image/png")})
+        health = test_client.get("/healthz").json()
+    answer = response.json()
+    assert health == {"status": "ok", "models": {"cnn": "fake@0"}, "reader": "fake@0"}
+    assert response.status_code == 200 and answer["number"] == "77" and answer["model"] == "reader"
+    assert answer["confidence"] == pytest.approx(0.8**2, abs=1e-4)
+    assert [d["top2"][0]["digit"] for d in answer["digits"]] == [7, 7]
 
 
 @pytest.mark.parametrize(

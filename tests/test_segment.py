@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from mnist_transfer.data.compose import box_oracle, compose_number, random_number
+from mnist_transfer.data.compose import MATCH_DISTANCE, box_distances, box_oracle, compose_number, random_number
 from mnist_transfer.data.normalise import NoInkError, normalise_digit
 from mnist_transfer.data.segment import (
     MAX_DIGITS,
@@ -16,6 +16,7 @@ from mnist_transfer.data.segment import (
     TooManyDigitsError,
     best_path,
     choose_digits,
+    digit_probabilities,
     read_number,
     segment_number,
     softened_top,
@@ -217,3 +218,37 @@ def test_specks_are_not_digits():
     pen = ImageDraw.Draw(image)
     pen.ellipse([170, 70, 176, 76], fill=0)  # a dot of ink beside the second bar
     assert len(read_number(image, uniform_classifier).digits) == 2
+
+
+# --- a number reader's 11th class ---------------------------------------------------------------------------
+
+
+def test_digit_probabilities_known_answers():
+    ten = np.array([[0.5, 0.5] + [0.0] * 8])
+    digits, not_digit = digit_probabilities(ten)
+    assert digits is ten and not_digit.tolist() == [0.0]
+    digits, not_digit = digit_probabilities(np.array([[0.3, 0.1] + [0.0] * 8 + [0.6]]))
+    assert digits[0, :2] == pytest.approx([0.75, 0.25]) and not_digit == pytest.approx([0.6])
+    with pytest.raises(ValueError, match="expected"):
+        digit_probabilities(np.ones((1, 12)) / 12)
+
+
+def test_the_not_a_digit_class_vetoes_a_candidate():
+    """A 1 touching a 7, and a classifier sure that every candidate other than the true digits' is a 4 but only
+    60 % sure of the true ones: with 10 classes that reads 4s; the same digit probabilities with those candidates
+    called not one digit read "17", and with none called so, the 4s again."""
+    composed = compose_number([drawn("1"), drawn("7")], [1, 7], ["touch"], np.random.default_rng(0))
+    segmentation = segment_number(composed.image())
+    distance = box_distances(composed, [c.box for c in segmentation.candidates])
+    true_digit = np.where(distance.min(axis=1) <= MATCH_DISTANCE, distance.argmin(axis=1), -1)
+    assert set(true_digit.tolist()) == {-1, 0, 1}
+    digits = np.full((len(true_digit), 10), 0.02 / 9)
+    digits[true_digit < 0, 4] = 0.98
+    digits[true_digit >= 0] = 0.4 / 9
+    digits[true_digit == 0, 1] = digits[true_digit == 1, 7] = 0.6
+    assert set(choose_digits(segmentation, digits).number) == {"4"}
+    read = lambda p_other: choose_digits(segmentation, np.hstack([digits * (1 - p_other), p_other])).number  # noqa: E731
+    assert read(np.where(true_digit < 0, 0.99, 0.0)[:, None]) == "17"
+    assert set(read(np.zeros((len(digits), 1)))) == {"4"}
+    reading = choose_digits(segmentation, np.hstack([digits * 0.99, np.full((len(digits), 1), 0.01)]))
+    assert all(d.probabilities.shape == (10,) and d.probabilities.sum() == pytest.approx(1) for d in reading.digits)

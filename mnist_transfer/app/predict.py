@@ -6,7 +6,8 @@ plus `  unsure (7 0.48, 1 0.41)` (the two likeliest digits) when the confidence 
 an image that cannot be read or holds no digit gets `path  error: reason` and the others go on.
 Confidences are calibrated (the temperature in the model folder's model.json). Without --model, the model
 the pipeline measured as better answers: the higher validation accuracy in data/model/model.json and
-data/cnn/model.json (a tie, or no model.json at all: data/model); stderr says which and why.
+data/cnn/model.json (a tie, or no model.json at all: data/model); stderr says which and why. With --number,
+the number reader data/reader answers (stage train_reader: the CNN with a "not one digit" class), else that rule.
 
 PATH may be a file, a folder (searched recursively for image files) or a quoted glob ('photos/**/*.jpg').
 Exit status: 0 all labelled, 1 some images failed, 2 usage error (no PATH, or nothing matched).
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnist_transfer.app.console import csv_rows, emit
+from mnist_transfer.data.idx import N_CLASSES
 from mnist_transfer.errors import DataError, StageError
 from mnist_transfer.models.calibration import DEFAULT_MIN_CONFIDENCE, top_two
 from mnist_transfer.outputs import atomic_path
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL_DIR = Path("data/model")
 DEFAULT_MODEL_DIRS = (DEFAULT_MODEL_DIR, Path("data/cnn"))  # without --model: the better of these (ties: the first)
+DEFAULT_READER_DIR = Path("data/reader")  # without --model, --number reads with it when it is there
 CSV_COLUMNS = ("path", "digit", "confidence", *(f"p{digit}" for digit in range(10)), "model", "unsure")
 GLOB_CHARACTERS = frozenset("*?[")
 PROGRESS_MIN_IMAGES = 100  # a progress bar (on a terminal) from this many images on
@@ -105,10 +108,17 @@ def run(args: argparse.Namespace) -> int:
     candidates = candidates or list(DEFAULT_MODEL_DIRS)
     try:
         model_dir, reason = (args.model, None) if args.model is not None else default_model_dir(candidates)
+        if args.number and args.model is None:
+            model_dir, reason = number_model_dir(model_dir, reason, args.tflite)
         model = DigitModel.load(model_dir, tflite=args.tflite)
     except StageError as error:
         print(f"mnist-transfer predict: error: {error}", file=sys.stderr)
         return EXIT_FAILED
+    if len(model.labels) != N_CLASSES and not args.number:
+        print(f"mnist-transfer predict: error: {model_dir} is a number reader ({len(model.labels)} classes, one "
+              "of them 'not one digit'): read numbers with it (--number), or digits with data/model or data/cnn",
+              file=sys.stderr)
+        return EXIT_USAGE
     if reason:
         print(f"mnist-transfer predict: {reason}", file=sys.stderr)
     for argument in unmatched:
@@ -123,6 +133,17 @@ def run(args: argparse.Namespace) -> int:
           + (f"; {n_failed} failed" if n_failed else "")
           + (f"; {len(unmatched)} PATH arguments matched nothing" if unmatched else ""), file=sys.stderr)
     return EXIT_FAILED if n_failed or unmatched else 0
+
+
+def number_model_dir(digit_model_dir: Path, reason: str | None, tflite: bool) -> tuple[Path, str]:
+    """--number without --model: the number reader when it is there (with --tflite, when it has one), else the
+    digit model chosen by the default rule, saying so."""
+    from mnist_transfer.models.export import LABELS_FILE, TFLITE_FILE
+
+    if (DEFAULT_READER_DIR / (TFLITE_FILE if tflite else LABELS_FILE)).is_file():
+        return DEFAULT_READER_DIR, f"reading numbers with the number reader {DEFAULT_READER_DIR}"
+    return digit_model_dir, (f"no number reader in {DEFAULT_READER_DIR} (`dvc repro train_reader` writes it): "
+                             f"reading numbers with {digit_model_dir}; {reason}")
 
 
 def expand_inputs(arguments: Sequence[str]) -> tuple[list[Path], list[str]]:

@@ -1,7 +1,7 @@
 """Serve the draw-a-digit page and its JSON API on the exported models.
 
     mnist-transfer serve [--host 127.0.0.1] [--port 8000] [--model data/model] [--cnn-model data/cnn]
-                         [--min-confidence 0.5]
+                         [--reader-model data/reader] [--min-confidence 0.5]
 
 Open http://127.0.0.1:8000/ to draw a digit or upload a photo, see what each model reads, and teach it
 your handwriting (saved under data/own/training/<digit>/ for the next `dvc repro`). The models are loaded
@@ -9,8 +9,8 @@ once at start-up; a missing model folder stops the command with what to run firs
 the model's the pipeline measured as better (the higher validation accuracy in the folders' model.json;
 ties and folders without one: the transfer model); every answer names its model, and one whose calibrated
 confidence is below --min-confidence is marked unsure, with its two likeliest digits.
-API: POST /api/predict (multipart `image`), POST /api/read-number (multipart `image`: a handwritten number),
-POST /api/own (`image`, `digit`, optional `split`), GET /healthz.
+API: POST /api/predict (multipart `image`), POST /api/read-number (multipart `image`: a handwritten number, read
+by the number reader data/reader when it is there), POST /api/own (`image`, `digit`, optional `split`), GET /healthz.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnist_transfer.app.predict import min_confidence
 from mnist_transfer.errors import StageError
 from mnist_transfer.models.calibration import DEFAULT_MIN_CONFIDENCE
+
+if TYPE_CHECKING:
+    from mnist_transfer.models.inference import DigitModel
 
 log = logging.getLogger("serve")
 
@@ -37,6 +41,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cnn-model", type=Path, default=Path("data/cnn"),
         help="the from-scratch CNN (default data/cnn; skipped with a note if it is not there)",
+    )
+    parser.add_argument(
+        "--reader-model", type=Path, default=Path("data/reader"),
+        help="the number reader for POST /api/read-number (default data/reader; without it, the first model reads "
+             "numbers)",
     )
     parser.add_argument("--own-dir", type=Path, default=Path("data/own"), help="where taught digits go (default data/own)")
     parser.add_argument("--max-upload-mb", type=float, default=5.0, help="largest accepted image (default 5 MB)")
@@ -63,6 +72,17 @@ def load_models(transfer_dir: Path, cnn_dir: Path | None) -> dict:
     return {first: models[first], **{name: model for name, model in models.items() if name != first}}
 
 
+def load_reader(reader_dir: Path) -> DigitModel | None:
+    """The number reader (stage train_reader) when it is there; None (with a note) when not."""
+    from mnist_transfer.models.inference import DigitModel
+
+    if reader_dir.is_dir():
+        return DigitModel.load(reader_dir)
+    log.info("no number reader at %s (`dvc repro train_reader` writes it): numbers are read by the first model",
+             reader_dir)
+    return None
+
+
 def return_freed_memory_to_the_os() -> bool:
     """Have glibc give large allocations their own pages, so that freeing a decoded upload returns its memory.
 
@@ -83,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     return_freed_memory_to_the_os()
     try:
-        models = load_models(args.model, args.cnn_model)
+        models, reader = load_models(args.model, args.cnn_model), load_reader(args.reader_model)
     except StageError as error:
         print(f"mnist-transfer serve: {error}", file=sys.stderr)
         return 1
@@ -91,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     from mnist_transfer.app.webapp import AppConfig, create_app
 
-    app = create_app(AppConfig(models, args.own_dir, int(args.max_upload_mb * 2**20), args.min_confidence))
-    for name, model in models.items():
+    app = create_app(AppConfig(models, args.own_dir, int(args.max_upload_mb * 2**20), args.min_confidence, reader))
+    for name, model in {**models, **({"reader": reader} if reader else {})}.items():
         log.info("%s model: %s", name, model.identity)
     log.info("open http://%s:%d/ (Ctrl+C stops)", args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

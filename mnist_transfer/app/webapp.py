@@ -9,9 +9,10 @@ one image and runs the already-loaded models. Routes:
                      calibrated; "unsure" is true below AppConfig.min_confidence, "top2" the two likeliest
                      digits [{"digit", "confidence"}, …]
 - POST /api/read-number  multipart `image` (one line of 1–12 digits) → {"number", "confidence", "digits": [{"digit",
-                     "confidence", "box", "normalised", …}, …], …} read by the first model (app/number_api.py)
+                     "confidence", "box", "normalised", …}, …], …} read by the number reader (AppConfig.reader),
+                     else by the first model (app/number_api.py)
 - POST /api/own      multipart `image`, `digit` (0–9), optional `split` → 201 {"path"} under data/own/<split>/<digit>/
-- GET  /healthz      the loaded models' identities
+- GET  /healthz      the loaded models' identities (and the number reader's, when there is one)
 Bad input is a JSON 4xx: 400 not an image (or undecodable), 413 too many bytes or pixels (data/images.py's
 MAX_PIXELS, checked from the header), 422 no digit found or digit outside 0–9 (or, for a number, more than 12 digits).
 Imported only by `mnist-transfer serve` and the tests (FastAPI resolves the routes' annotations from
@@ -56,6 +57,7 @@ class AppConfig:
     own_dir: Path  # data/own: where taught digits are saved
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     min_confidence: float = DEFAULT_MIN_CONFIDENCE  # calibrated confidences below it are answered as unsure
+    reader: DigitModel | None = None  # the number reader (data/reader) for /api/read-number; None: the first model
 
 
 class ApiError(Exception):
@@ -91,11 +93,11 @@ def checked_upload(payload: bytes, filename: str, limit_bytes: int) -> tuple[Any
 
 
 def read_number_upload(payload: bytes, filename: str, config: AppConfig) -> dict[str, Any]:
-    """The /api/read-number answer by the first model; ApiError 413 / 400 / 422 as checked_upload's, and 422
-    for more than 12 digit-like parts."""
+    """The /api/read-number answer by the number reader (else the first model); ApiError 413 / 400 / 422 as
+    checked_upload's, and 422 for more than 12 digit-like parts."""
     if len(payload) > config.max_upload_bytes:
         raise ApiError(413, too_many_bytes(len(payload), config.max_upload_bytes))
-    name, model = next(iter(config.models.items()))
+    name, model = ("reader", config.reader) if config.reader is not None else next(iter(config.models.items()))
     try:
         return number_answer(image_from_bytes(payload, filename or "upload"), model, name, config.min_confidence)
     except ImageTooLargeError as error:
@@ -178,7 +180,8 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "models": {name: model.identity for name, model in config.models.items()}}
+        reader = {"reader": config.reader.identity} if config.reader is not None else {}
+        return {"status": "ok", "models": {name: model.identity for name, model in config.models.items()}, **reader}
 
     @app.post("/api/predict")
     def predict(image: Annotated[UploadFile, File(description="an image file with one digit")]) -> dict[str, Any]:

@@ -21,6 +21,10 @@ and a test can pass a fake. The steps:
    its digits of log(top probability, softened: see softened_top) + width and height priors + a per-digit
    bonus − the ink its cuts cross;
    small atoms may be left out as specks at a cost; at most MAX_DIGITS digits.
+
+A number reader (the train_reader stage: data/reader) has an 11th class, NOT_A_DIGIT, fitted on fragments of
+composed numbers that are not one digit (mnist_transfer.data.fragments): its probability p adds
+Weights.not_digit · log(1 − p) to a candidate's score, and the digit is read from the other ten, renormalised.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from mnist_transfer.data import normalise
 from mnist_transfer.data.images import grey_image
 from mnist_transfer.errors import DataError
 
-Classify = Callable[[np.ndarray], np.ndarray]  # uint8 (n, 28, 28) → (n, 10) probabilities, class i = digit i
+Classify = Callable[[np.ndarray], np.ndarray]  # uint8 (n, 28, 28) → (n, 10 or 11) probabilities, class i = digit i
+NOT_A_DIGIT = 10  # a number reader's 11th class: the candidate is not one digit (half of one, two, a piece)
 
 MAX_DIGITS = 12
 MAX_LINE_SIDE_PX = 1024  # larger images are reduced first (area average): digits stay ≥ 60 px tall or so
@@ -73,6 +78,7 @@ class Weights:
     skip: float = 3.0  # per atom left out as a speck
     digit: float = 0.3  # a bonus per digit: > 0 favours more, narrower digits (touching ones read as one)
     sharpness: float = 0.35  # the classifier's log-probabilities are scaled by this (see softened_top)
+    not_digit: float = 2.0  # × log(1 − p(NOT_A_DIGIT)), for a number reader (chosen on composed numbers of seed 1)
 
 
 class NumberError(DataError):
@@ -185,10 +191,13 @@ def segment_number(image: Image.Image) -> Segmentation:
 
 
 def choose_digits(segmentation: Segmentation, probabilities: np.ndarray, weights: Weights = Weights()) -> NumberRead:
-    """Step 6: the best reading, given the classifier's (n_candidates, n_classes) probabilities."""
+    """Step 6: the best reading, given the classifier's (n_candidates, 10) probabilities, or a number reader's
+    (n_candidates, 11) with NOT_A_DIGIT last."""
     line, atoms = segmentation.line, segmentation.atoms
     index = {c.atoms: k for k, c in enumerate(segmentation.candidates)}
-    scores = [candidate_score(c, p, weights) for c, p in zip(segmentation.candidates, probabilities)]
+    probabilities, not_digit = digit_probabilities(probabilities)
+    scores = [candidate_score(c, p, weights) + weights.not_digit * np.log(max(1 - q, EPSILON))
+              for c, p, q in zip(segmentation.candidates, probabilities, not_digit)]
     best: tuple[float, list[int]] = (-np.inf, [])
     for order in segmentation.orders:
         runs = [(start, stop) for start in range(len(order)) for stop in range(start + 1, len(order) + 1)
@@ -205,6 +214,17 @@ def choose_digits(segmentation: Segmentation, probabilities: np.ndarray, weights
     if not best[1]:
         raise NumberError(f"no number found: the ink cannot be read as {MAX_DIGITS} digits or fewer")
     return NumberRead(tuple(digit_read(segmentation.candidates[k], probabilities[k]) for k in best[1]))
+
+
+def digit_probabilities(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((n, 10) probabilities of the digits, (n,) probability of NOT_A_DIGIT): a 10-class classifier's as they are
+    (and 0); a number reader's first ten renormalised, and its 11th."""
+    if probabilities.shape[1] == NOT_A_DIGIT:
+        return probabilities, np.zeros(len(probabilities))
+    if probabilities.shape[1] != NOT_A_DIGIT + 1:
+        raise ValueError(f"expected (n, 10) or (n, 11) probabilities, got {probabilities.shape}")
+    digits = probabilities[:, :NOT_A_DIGIT]
+    return digits / np.maximum(digits.sum(axis=1, keepdims=True), EPSILON), probabilities[:, NOT_A_DIGIT]
 
 
 def candidate_score(candidate: Candidate, probabilities: np.ndarray, weights: Weights) -> float:

@@ -24,7 +24,7 @@ from mnist_transfer.data.idx import IMAGE_SIDE_PX, N_CLASSES
 from mnist_transfer.data.records import ImageRecord
 from mnist_transfer.errors import DataError, ParamsError
 from mnist_transfer.features.decode import first_undecodable, map_decoded
-from mnist_transfer.models.export import classifier_module, classifier_signatures, save_classifier
+from mnist_transfer.models.export import DIGIT_LABELS, classifier_module, classifier_signatures, save_classifier
 from mnist_transfer.models.metadata import ModelMetadata, write_metadata
 from mnist_transfer.params import CnnParams
 
@@ -79,12 +79,13 @@ def load_digits(records: Sequence[ImageRecord], data_root: Path) -> Digits:
     return Digits(np.concatenate(parts), labels, np.array([record.rel_path for record in records], dtype=str))
 
 
-def build_cnn(params: CnnParams) -> Any:
+def build_cnn(params: CnnParams, n_classes: int = N_CLASSES) -> Any:
     """Blocks of two unpadded 3×3 convolutions (batch norm, ReLU) and 2×2 max pooling, then dense → dropout →
     softmax; two blocks take 28 px to 12 and 4 (unpadded: half the compute of padded ones, measured on 2 cores,
     for the same validation accuracy).
 
-    Input: float32 (batch, 28, 28, 1) pixels in 0..255. Weights drawn from `params.seed`.
+    Input: float32 (batch, 28, 28, 1) pixels in 0..255; output: n_classes probabilities (the number reader has 11).
+    Weights drawn from `params.seed`.
     """
     import keras
 
@@ -102,7 +103,7 @@ def build_cnn(params: CnnParams) -> Any:
     hidden = layers.Dense(params.dense_units, use_bias=False, name="dense")(hidden)
     hidden = layers.ReLU(name="relu_dense")(layers.BatchNormalization(momentum=BN_MOMENTUM, name="norm_dense")(hidden))
     hidden = layers.Dropout(params.dropout, seed=params.seed, name="dropout")(hidden)
-    outputs = layers.Dense(N_CLASSES, activation="softmax", name="probabilities")(hidden)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -118,7 +119,9 @@ def batches(columns: tuple[np.ndarray, ...], batch_size: int) -> Any:
     return dataset.batch(batch_size).map(to_float).prefetch(tf.data.AUTOTUNE)
 
 
-def training_batches(train: Digits, params: CnnParams, sample_weight: np.ndarray | None = None) -> Any:
+def training_batches(
+    train: Digits, params: CnnParams, sample_weight: np.ndarray | None = None, n_classes: int = N_CLASSES
+) -> Any:
     """params.epochs epochs of augmented (float images, one-hot labels[, weights]) batches, reshuffled every
     epoch; each step's augmentation drawn from a stateless seed (cnn.seed, step): deterministic per seed."""
     import tensorflow as tf
@@ -133,7 +136,7 @@ def training_batches(train: Digits, params: CnnParams, sample_weight: np.ndarray
         images, labels, *weights = batch
         seed = tf.stack([tf.cast(step, tf.int32), tf.constant(params.seed, tf.int32)])
         pixels = augment_batch(tf.cast(images, tf.float32), seed, params.augment)
-        return (pixels, tf.one_hot(labels, N_CLASSES), *weights)
+        return (pixels, tf.one_hot(labels, n_classes), *weights)
 
     dataset = tf.data.Dataset.from_tensor_slices(columns).shuffle(len(train.labels), seed=params.seed)
     dataset = dataset.repeat(params.epochs).batch(params.batch_size).enumerate()
@@ -167,13 +170,19 @@ def compiled_trainer(cnn: Any, params: CnnParams, steps: int) -> Any:
 
 
 def train_cnn(
-    train: Digits, valid: Digits, params: CnnParams, callbacks: list, sample_weight: np.ndarray | None = None
+    train: Digits,
+    valid: Digits,
+    params: CnnParams,
+    callbacks: list,
+    sample_weight: np.ndarray | None = None,
+    n_classes: int = N_CLASSES,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit the CNN on augmented `train` digits for params.epochs epochs of a one-cycle schedule (label
     smoothing, Adam), validating on `valid` after each epoch; deterministic for params.seed.
 
     Args:
         sample_weight: (len(train),) weight of each training digit in the loss; None: all 1.
+        n_classes: the labels' classes: 10 digits, or the number reader's 11.
     Returns the CNN after its last epoch (the schedule ends at learning rate 0) and its figures.
     """
     import tensorflow as tf
@@ -181,13 +190,13 @@ def train_cnn(
     tf.config.experimental.enable_op_determinism()
     if not len(train.labels) or not len(valid.labels):
         raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
-    cnn = build_cnn(params)
+    cnn = build_cnn(params, n_classes)
     steps_per_epoch = -(-len(train.labels) // params.batch_size)
     trainer = compiled_trainer(cnn, params, steps_per_epoch * params.epochs)
-    validation = batches((valid.images, tf.one_hot(valid.labels, N_CLASSES).numpy()), PREDICT_BATCH)
+    validation = batches((valid.images, tf.one_hot(valid.labels, n_classes).numpy()), PREDICT_BATCH)
     started = time.perf_counter()
     history = trainer.fit(
-        training_batches(train, params, sample_weight), validation_data=validation, epochs=params.epochs,
+        training_batches(train, params, sample_weight, n_classes), validation_data=validation, epochs=params.epochs,
         steps_per_epoch=steps_per_epoch, verbose=0, callbacks=callbacks,
     )
     train_s = time.perf_counter() - started
@@ -201,9 +210,9 @@ def train_cnn(
 
 
 def predict_probabilities(cnn: Any, images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28, 1) digits → float32 (n, 10) probabilities."""
+    """uint8 (n, 28, 28, 1) digits → float32 (n, n_classes) probabilities."""
     if not len(images):
-        return np.empty((0, N_CLASSES), np.float32)
+        return np.empty((0, cnn.output_shape[-1]), np.float32)
     return np.asarray(cnn.predict(batches((images,), PREDICT_BATCH), verbose=0), np.float32)
 
 
@@ -217,9 +226,11 @@ def robustness(cnn: Any, digits: Digits, seed: int) -> dict[str, float]:
     return {**scores, "mean": float(np.mean(list(scores.values())))}
 
 
-def export_cnn(cnn: Any, model_dir: Path, metadata: ModelMetadata | None = None) -> None:
-    """Write the SavedModel (the transfer model's signatures), labels.txt, cnn.keras and model.json (with
-    metadata) into model_dir, atomically."""
+def export_cnn(
+    cnn: Any, model_dir: Path, metadata: ModelMetadata | None = None, labels: Sequence[str] = DIGIT_LABELS
+) -> None:
+    """Write the SavedModel (the transfer model's signatures), labels.txt (`labels`, one per class), cnn.keras
+    and model.json (with metadata) into model_dir, atomically."""
     module = classifier_module(
         prepare=digit_pixels, classify=lambda pixels: cnn(pixels, training=False), parts={"cnn": cnn}
     )
@@ -229,7 +240,7 @@ def export_cnn(cnn: Any, model_dir: Path, metadata: ModelMetadata | None = None)
         if metadata is not None:
             write_metadata(metadata, folder)
 
-    save_classifier(module, classifier_signatures(module), model_dir, write_extras)
+    save_classifier(module, classifier_signatures(module), model_dir, write_extras, labels=labels)
 
 
 def load_cnn(model_dir: Path) -> Any:

@@ -29,6 +29,7 @@ from mnist_transfer.features.decode import map_decoded
 
 SAVED_MODEL_DIR = "saved_model"
 LABELS_FILE = "labels.txt"
+DIGIT_LABELS = tuple(str(digit) for digit in range(N_CLASSES))  # labels.txt of a digit classifier
 HEAD_FILE = "head.keras"
 TFLITE_FILE = "model.tflite"
 TfliteKind = Literal["quantised", "float"]  # dynamic-range int8 weights, or float32 as trained
@@ -82,16 +83,17 @@ def save_classifier(
     model_dir: Path,
     write_extras: Callable[[Path], None],
     tflite: TfliteKind | None = "quantised",
+    labels: Sequence[str] = DIGIT_LABELS,
 ) -> None:
-    """Write the SavedModel, labels.txt, model.tflite (unless tflite is None) and what write_extras(folder) adds
-    into model_dir, replacing it whole (temp dir + rename)."""
+    """Write the SavedModel, labels.txt (one label per class), model.tflite (unless tflite is None) and what
+    write_extras(folder) adds into model_dir, replacing it whole (temp dir + rename)."""
     import tensorflow as tf
 
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=model_dir.parent))
     try:
         tf.saved_model.save(module, str(staging / SAVED_MODEL_DIR), signatures=signatures)
-        (staging / LABELS_FILE).write_text("".join(f"{digit}\n" for digit in range(N_CLASSES)), encoding="utf-8")
+        (staging / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         write_extras(staging)
         if tflite is not None:
             (staging / TFLITE_FILE).write_bytes(tflite_model(module, quantise=tflite == "quantised"))

@@ -1,0 +1,76 @@
+"""Train the number reader (the CNN with an 11th class, "not one digit") and export it.
+
+Reads data/jpg/training, data/jpg/own/training and params `reader.*`, `cnn.*`, `train.validation_percentage`,
+`train.own_weight` → writes data/reader/ (as data/cnn/, with 11 labels) and reports/reader/ (dvclive curves and
+the final figures). The training split's digits are composed into reader.numbers numbers, the validation
+split's into a proportional share, so no validation digit is seen in training.
+
+Thin DVC entry point: the work is done in mnist_transfer.models.reader and mnist_transfer.models.cnn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from dvclive import Live
+from dvclive.keras import DVCLiveCallback
+
+from mnist_transfer.data.records import list_images
+from mnist_transfer.data.split import own_weights, validation_mask
+from mnist_transfer.models.calibration import calibrate
+from mnist_transfer.models.cnn import export_cnn, load_digits, predict_probabilities, train_cnn
+from mnist_transfer.models.metadata import ModelMetadata
+from mnist_transfer.models.reader import (
+    N_READER_CLASSES,
+    READER_LABELS,
+    reader_cnn_params,
+    reader_figures,
+    with_fragments,
+)
+from mnist_transfer.params import Params
+from mnist_transfer.runner import run_stage
+
+log = logging.getLogger("train_reader")
+
+
+def main(params: Params) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=Path, required=True, help="training JPG folder (data/jpg/training)")
+    parser.add_argument("--own", type=Path, required=True, help="your own training digits (data/jpg/own/training)")
+    parser.add_argument("--model", type=Path, required=True, help="export folder (data/reader)")
+    parser.add_argument("--reports", type=Path, required=True, help="dvclive folder (reports/reader)")
+    args = parser.parse_args()
+    reader = params.reader
+    split = params.train  # the split and own-digit weight are shared with the transfer head and the CNN
+    data_root = args.images.parent
+    digits = load_digits(list_images(args.images, data_root) + list_images(args.own, data_root, required=False),
+                         data_root)
+    is_validation = validation_mask(digits.rel_paths, split.validation_percentage)
+    n_valid_numbers = round(reader.numbers * is_validation.mean() / max(1e-9, 1 - is_validation.mean()))
+    train = with_fragments(digits.subset(~is_validation), reader.numbers, params.cnn.seed, reader.workers)
+    valid = with_fragments(digits.subset(is_validation), n_valid_numbers, params.cnn.seed + 1, reader.workers)
+    log.info("training on %d digits and candidates (%.0f %% not one digit), validating on %d",
+             len(train.labels), 100 * (train.labels == N_READER_CLASSES - 1).mean(), len(valid.labels))
+
+    cnn_params = reader_cnn_params(params.cnn, reader)
+    with Live(str(args.reports), dvcyaml=None, save_dvc_exp=False) as live:
+        cnn, summary = train_cnn(train, valid, cnn_params, [DVCLiveCallback(live=live)],
+                                 sample_weight=own_weights(train.rel_paths, split.own_weight), n_classes=N_READER_CLASSES)
+        probabilities = predict_probabilities(cnn, valid.images)
+        summary.update(reader_figures(probabilities, valid))
+        calibration = calibrate(probabilities, valid.labels)
+        summary["calibration"] = calibration.as_dict()
+        live.summary["best"] = summary
+    log.info("number reader: val_accuracy %.4f over 11 classes (%d epochs, %.0f s); the validation digits read "
+             "%.4f (%.4f called not one digit); of the candidates cut from numbers, %.4f of those that are one digit "
+             "called not one, %.4f of the others", summary["val_accuracy"], summary["epochs_run"],
+             summary["train_seconds"], summary["val_digit_accuracy"], summary["val_digits_called_not_a_digit"],
+             summary["val_cut_digits_called_not_a_digit"], summary["val_not_a_digit_recall"])
+    export_cnn(cnn, args.model, ModelMetadata.from_training("reader", summary, calibration), labels=READER_LABELS)
+    log.info("exported the number reader to %s", args.model)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,77 @@
+"""The number reader's training examples (mnist_transfer.data.fragments): candidates cut from composed numbers,
+labelled with the digit whose box they match or "not one digit"; deterministic whatever the workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_transfer.data import fragments
+from mnist_transfer.data.fragments import fragments_in_parallel, number_fragments
+from mnist_transfer.data.normalise import normalise_digit
+from mnist_transfer.data.segment import NOT_A_DIGIT
+from tests.drawn_digits import drawn
+
+
+@pytest.fixture(scope="module")
+def seven_and_four() -> tuple[np.ndarray, np.ndarray]:
+    """A drawn 7 and a drawn 4 at MNIST's size: every composed number is 74 or 47."""
+    from PIL import Image
+
+    images = np.stack([np.asarray(Image.fromarray(drawn(d)).resize((28, 28), Image.BILINEAR)) for d in "74"])
+    return images, np.array([7, 4])
+
+
+def test_candidates_are_labelled_with_their_digit_or_not_a_digit(seven_and_four):
+    images, labels = seven_and_four
+    pixels, targets = number_fragments(images, labels, 12, np.random.default_rng(0))
+    assert pixels.shape == (len(targets), 28, 28) and pixels.dtype == np.uint8 and targets.dtype == np.int64
+    assert set(targets.tolist()) == {4, 7, NOT_A_DIGIT}  # halves and pairs are cut too
+    # a candidate labelled 7 is the whole 7: normalised, it looks like the 7 normalised alone (and not like the 4)
+    alone = {d: normalise_digit_array(images[k]) for k, d in enumerate((7, 4))}
+    for digit, other in ((7, 4), (4, 7)):
+        for candidate in pixels[targets == digit]:
+            assert difference(candidate, alone[digit]) < difference(candidate, alone[other])
+
+
+def normalise_digit_array(image: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    return normalise_digit(Image.fromarray(255 - np.kron(image, np.ones((4, 4), np.uint8))))
+
+
+def difference(first: np.ndarray, second: np.ndarray) -> float:
+    return float(np.abs(first.astype(float) - second.astype(float)).mean())
+
+
+def test_no_digits_give_no_candidates():
+    pixels, targets = number_fragments(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5,
+                                       np.random.default_rng(0))
+    assert pixels.shape == (0, 28, 28) and targets.shape == (0,)
+    assert fragments_in_parallel(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5, 0)[1].shape == (0,)
+
+
+def test_tasks_are_seeded_so_workers_do_not_change_the_result(seven_and_four, monkeypatch):
+    images, labels = seven_and_four
+    monkeypatch.setattr(fragments, "NUMBERS_PER_TASK", 2)  # 5 numbers: tasks of 2, 2 and 1
+    one = fragments_in_parallel(images, labels, 5, seed=3, workers=1)
+    two = fragments_in_parallel(images, labels, 5, seed=3, workers=2)
+    by_hand = [number_fragments(images, labels, n, np.random.default_rng([3, k])) for k, n in enumerate((2, 2, 1))]
+    for result in (one, two):
+        assert np.array_equal(result[0], np.concatenate([p for p, _ in by_hand]))
+        assert np.array_equal(result[1], np.concatenate([t for _, t in by_hand]))
+
+
+def test_reader_figures_known_answer():
+    from mnist_transfer.models.cnn import Digits
+    from mnist_transfer.models.reader import FRAGMENT_PATH, reader_figures
+
+    labels = np.array([3, 3, 5, NOT_A_DIGIT, NOT_A_DIGIT])
+    paths = np.array(["training/3/a.jpg", "training/3/b.jpg", FRAGMENT_PATH, FRAGMENT_PATH, FRAGMENT_PATH])
+    top = [3, NOT_A_DIGIT, NOT_A_DIGIT, NOT_A_DIGIT, 1]  # b is called not a digit, but its digits say 3
+    probabilities = np.full((5, 11), 0.01)
+    probabilities[np.arange(5), top] = 0.9
+    probabilities[1, 3] = 0.05
+    figures = reader_figures(probabilities, Digits(np.zeros((5, 28, 28, 1), np.uint8), labels, paths))
+    assert figures == {"val_digit_accuracy": 1.0, "val_digits_called_not_a_digit": 0.5,
+                       "val_cut_digits_called_not_a_digit": 1.0, "val_not_a_digit_recall": 0.5}
