@@ -75,3 +75,14 @@ def test_reader_figures_known_answer():
     figures = reader_figures(probabilities, Digits(np.zeros((5, 28, 28, 1), np.uint8), labels, paths))
     assert figures == {"val_digit_accuracy": 1.0, "val_digits_called_not_a_digit": 0.5,
                        "val_cut_digits_called_not_a_digit": 1.0, "val_not_a_digit_recall": 0.5}
+
+
+def test_near_misses_are_left_out(seven_and_four, monkeypatch):
+    """Candidates between MATCH_DISTANCE and NOT_A_DIGIT_DISTANCE from a digit are neither it nor not one digit."""
+    images, labels = seven_and_four
+    everything = number_fragments(images, labels, 12, np.random.default_rng(0))[1]
+    monkeypatch.setattr(fragments, "NOT_A_DIGIT_DISTANCE", fragments.MATCH_DISTANCE)  # nothing left out
+    assert len(number_fragments(images, labels, 12, np.random.default_rng(0))[1]) > len(everything)
+    monkeypatch.setattr(fragments, "NOT_A_DIGIT_DISTANCE", 100.0)  # only the digits kept
+    kept = number_fragments(images, labels, 12, np.random.default_rng(0))[1]
+    assert NOT_A_DIGIT not in kept and set(kept.tolist()) == {4, 7}
