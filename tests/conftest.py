@@ -251,11 +251,12 @@ def commit_all(repo: Path, message: str) -> None:
 
 @contextlib.contextmanager
 def running_server(model_dir: Path, own_dir: Path, port: int, cnn_dir: Path | None = None) -> Iterator[str]:
-    """`mnist-transfer serve` of model_dir (and cnn_dir; None: no CNN) on loopback: its URL once /healthz answers;
-    stopped after."""
+    """`mnist-transfer serve` of model_dir (and cnn_dir; None: no CNN; never a number reader, not even the
+    repository's data/reader) on loopback: its URL once /healthz answers; stopped after."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mnist_transfer", "serve", "--port", str(port), "--model", str(model_dir),
-         "--cnn-model", str(cnn_dir or own_dir.parent / "no-cnn"), "--own-dir", str(own_dir)],
+         "--cnn-model", str(cnn_dir or own_dir.parent / "no-cnn"), "--reader-model", str(own_dir.parent / "no-reader"),
+         "--own-dir", str(own_dir)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )
