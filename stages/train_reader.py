@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 
 from dvclive import Live
-from dvclive.keras import DVCLiveCallback
 
 from mnist_transfer.data.records import list_images
 from mnist_transfer.data.split import own_weights, validation_mask
@@ -36,6 +35,9 @@ log = logging.getLogger("train_reader")
 
 
 def main(params: Params) -> None:
+    from dvclive.keras import DVCLiveCallback  # here, not above: it imports TensorFlow, and the segmenting workers
+    # that fragments_in_parallel spawns import this module again — ~0.5 GB and ~5 s each for nothing
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=Path, required=True, help="training JPG folder (data/jpg/training)")
     parser.add_argument("--own", type=Path, required=True, help="your own training digits (data/jpg/own/training)")

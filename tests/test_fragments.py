@@ -86,3 +86,14 @@ def test_near_misses_are_left_out(seven_and_four, monkeypatch):
     monkeypatch.setattr(fragments, "NOT_A_DIGIT_DISTANCE", 100.0)  # only the digits kept
     kept = number_fragments(images, labels, 12, np.random.default_rng(0))[1]
     assert NOT_A_DIGIT not in kept and set(kept.tolist()) == {4, 7}
+
+
+def test_the_stage_module_imports_no_tensorflow():
+    """The segmenting workers are spawned, and a spawned process imports the stage's module again: TensorFlow there
+    would cost each worker ~0.5 GB and seconds for nothing."""
+    import subprocess
+    import sys
+
+    code = "import sys, stages.train_reader; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
