@@ -10,6 +10,7 @@ from mnist_transfer.data import fragments
 from mnist_transfer.data.fragments import fragments_in_parallel, number_fragments
 from mnist_transfer.data.normalise import normalise_digit
 from mnist_transfer.data.segment import NOT_A_DIGIT
+from tests.conftest import REPO_ROOT
 from tests.drawn_digits import drawn
 
 
@@ -90,10 +91,11 @@ def test_near_misses_are_left_out(seven_and_four, monkeypatch):
 
 def test_the_stage_module_imports_no_tensorflow():
     """The segmenting workers are spawned, and a spawned process imports the stage's module again: TensorFlow there
-    would cost each worker ~0.5 GB and seconds for nothing."""
+    would cost each worker ~0.5 GB and seconds for nothing. Run from the repository root, wherever pytest is."""
     import subprocess
     import sys
 
     code = "import sys, stages.train_reader; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=REPO_ROOT)
     assert result.stdout.strip() == "False"
