@@ -17,7 +17,10 @@ from mnist_transfer.data.segment import (
     best_path,
     choose_digits,
     digit_probabilities,
+    ink_graph,
+    min_cut,
     read_number,
+    seam_costs,
     segment_number,
     softened_top,
 )
@@ -39,6 +42,61 @@ def oracle_reading(composed, image: Image.Image | None = None) -> str:
     """What segmentation reads with a classifier that knows each digit's box."""
     segmentation = segment_number(image or composed.image())
     return choose_digits(segmentation, box_oracle(composed, [c.box for c in segmentation.candidates])).number
+
+
+# --- cutting a component ------------------------------------------------------------------------------------
+
+
+def two_blobs(bridge_rows: int) -> np.ndarray:
+    """Two 6×6 squares of ink 4 columns apart, joined by a horizontal bridge `bridge_rows` rows thick."""
+    mask = np.zeros((6, 16), dtype=bool)
+    mask[:, :6] = mask[:, 10:] = True
+    mask[:bridge_rows, 6:10] = True
+    return mask
+
+
+@pytest.mark.parametrize("bridge_rows", [1, 2, 3])
+def test_min_cut_cuts_the_bridge_where_it_is_thinnest(bridge_rows):
+    mask = two_blobs(bridge_rows)
+    on_left, on_right, n_cut = min_cut(ink_graph(mask), 3, 13, max_cut_px=10)
+    assert n_cut == bridge_rows  # one pixel per row of the bridge
+    assert on_left[:, :6].all() and not on_left[:, 10:].any()
+    assert on_right[:, 10:].all() and not on_right[:, :6].any()
+    assert (on_left | on_right).sum() == mask.sum()  # every pixel goes somewhere…
+    assert (on_left & on_right).sum() == n_cut  # …and the cut pixels to both sides
+    assert (on_left & on_right)[bridge_rows:].sum() == 0
+
+
+def test_min_cut_refuses_cuts_over_the_limit_and_ends_without_ink():
+    graph = ink_graph(two_blobs(3))
+    assert min_cut(graph, 3, 13, max_cut_px=2) is None  # the bridge needs 3
+    assert min_cut(graph, 0, 13, max_cut_px=10) is None  # no ink left of column 0
+    assert min_cut(graph, 3, 16, max_cut_px=10) is None  # none from column 16 on
+    apart = np.zeros((4, 10), dtype=bool)
+    apart[:, :3] = apart[:, 7:] = True
+    assert min_cut(ink_graph(apart), 2, 8, max_cut_px=10) is None  # already apart: no cut to make
+
+
+def test_a_diagonal_contact_is_cut_through_its_eight_connected_pixel():
+    mask = np.zeros((4, 4), dtype=bool)
+    mask[0:2, 0:2] = mask[2:4, 2:4] = True  # two squares meeting at one corner
+    left, right, n_cut = min_cut(ink_graph(mask), 1, 3, max_cut_px=5)
+    assert n_cut == 1
+    assert (left & right).sum() == 1 and (left | right).sum() == mask.sum()
+    assert left[:2, :2].all() and right[2:, 2:].all()
+
+
+def test_seam_costs_known_answer():
+    mask = np.array([[1, 0, 1],
+                     [1, 1, 0],
+                     [0, 1, 1]], dtype=bool)
+    total, steps = seam_costs(mask)
+    # row 1 from row 0's [1, 0, 1]: column 0 comes from column 1 (0 + 0.3 sideways + 1 ink), column 1 straight
+    # down (0 + 1), column 2 from column 1 (0 + 0.3 + 0): [1.3, 1, 0.3]; row 2: column 0 ties straight down
+    # (1.3 + 0) with coming from column 1 (1 + 0.3) and goes straight, column 1 comes from column 2 (0.3 + 0.3
+    # + 1), column 2 straight down (0.3 + 1)
+    assert total == pytest.approx([1.3, 1.6, 1.3])
+    assert steps[1:].tolist() == [[1, 0, -1], [0, 1, 0]]
 
 
 # --- the best path ---------------------------------------------------------------------------------------

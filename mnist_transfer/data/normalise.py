@@ -209,20 +209,25 @@ def anchor_component(flat: np.ndarray, components: np.ndarray, candidate: np.nda
     return int(np.argmax(score))
 
 
-def ink_halo(grey: np.ndarray, levels: InkLevels, ink: np.ndarray) -> np.ndarray:
+def ink_halo(grey: np.ndarray, levels: InkLevels, ink: np.ndarray, to_ink: np.ndarray | None = None) -> np.ndarray:
     """The ink plus the grey edges attached to it (above the floor, connected, and near): bool (h, w).
 
     Texture, noise and grid lines away from the strokes are dropped: they are not connected to the ink,
-    or (grid lines crossing a stroke) too far from it.
+    or (grid lines crossing a stroke) too far from it. to_ink: each pixel's distance to the ink
+    (distance_transform_edt(~ink)), if the caller has it already.
     """
     from scipy import ndimage
     from skimage.measure import label
 
     above_floor = label(grey > levels.floor, connectivity=2)
-    attached = np.isin(above_floor, np.unique(above_floor[ink]))
+    touched = np.zeros(int(above_floor.max()) + 1, dtype=bool)  # by label: a component holding some of the ink
+    touched[above_floor[ink]] = True
+    attached = touched[above_floor]
     rows, cols = np.nonzero(ink)
     ink_size_px = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
-    near = ndimage.distance_transform_edt(~ink) <= max(2.0, HALO_FRACTION * ink_size_px)
+    if to_ink is None:
+        to_ink = ndimage.distance_transform_edt(~ink)
+    near = to_ink <= max(2.0, HALO_FRACTION * ink_size_px)
     return attached & near
 
 

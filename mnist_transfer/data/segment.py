@@ -40,6 +40,7 @@ from mnist_transfer.data.images import grey_image
 from mnist_transfer.errors import DataError
 
 Classify = Callable[[np.ndarray], np.ndarray]  # uint8 (n, 28, 28) → (n, 10 or 11) probabilities, class i = digit i
+SeamCosts = tuple[np.ndarray, np.ndarray]  # seam_costs': each bottom column's cheapest seam cost, each row's steps
 NOT_A_DIGIT = 10  # a number reader's 11th class: the candidate is not one digit (half of one, two, a piece)
 
 MAX_DIGITS = 12
@@ -330,9 +331,10 @@ def component_partitions(mask: np.ndarray, box: tuple[int, int, int, int], line:
     whole = [Atom(box, mask, True, 0.0)]
     if mask.shape[1] < MIN_SPLIT_WIDTH * line.height_px or mask.shape[0] < PIECE_HEIGHT * line.height_px:
         return [whole]
-    partitions = [seam_slices(mask, box, line, whole=True)]
+    costs = seam_costs(mask)
+    partitions = [seam_slices(mask, box, line, whole=True, costs=costs)]
     if mask.shape[1] >= JUNCTION_MIN_WIDTH * line.height_px:
-        for left, right, cut_strokes in junction_splits(mask, line):
+        for left, right, cut_strokes in junction_splits(mask, line, costs[0]):
             atoms = []
             for part, cut in ((left, 0.0), (right, cut_strokes)):
                 part_mask, part_box = crop_atom(part, box)
@@ -343,9 +345,12 @@ def component_partitions(mask: np.ndarray, box: tuple[int, int, int, int], line:
     return partitions
 
 
-def seam_slices(mask: np.ndarray, box: tuple[int, int, int, int], line: Line, whole: bool) -> list[Atom]:
-    """The slices of (a part of) a component between its cheapest seams; itself when there are none."""
-    seams = cheapest_seams(mask, line) if mask.shape[1] >= MIN_SPLIT_WIDTH * line.height_px else []
+def seam_slices(mask: np.ndarray, box: tuple[int, int, int, int], line: Line, whole: bool,
+                costs: SeamCosts | None = None) -> list[Atom]:
+    """The slices of (a part of) a component between its cheapest seams; itself when there are none.
+    costs: the mask's seam_costs, if already known."""
+    wide = mask.shape[1] >= MIN_SPLIT_WIDTH * line.height_px
+    seams = cheapest_seams(mask, line, seam_costs(mask) if costs is None else costs) if wide else []
     if not seams:
         return [Atom(box, mask, whole, 0.0)]
     columns = np.arange(mask.shape[1])[None, :]
@@ -368,22 +373,23 @@ def crop_atom(piece: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.nda
     return piece[y0:y1, x0:x1], (box[0] + int(x0), box[1] + int(y0), box[0] + int(x1), box[1] + int(y1))
 
 
-def junction_splits(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def junction_splits(mask: np.ndarray, line: Line, seam_total: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Where the component is thinnest between its left and right ends: the minimum set of ink pixels whose
     removal disconnects its leftmost from its rightmost ink (a minimum vertex cut, by maximum flow), for a few
     widths of those ends (CUT_BANDS). Touching digits come apart at their contacts there, however many and
     however slanted (a 1 under a 5's bar, a 9's tail along an 8), where no straight seam separates them.
     Returns (left part, right part, the cut's size in stroke widths), both parts as tall as digits, each
-    division of the ink once (with its smallest cut)."""
+    division of the ink once (with its smallest cut). seam_total: the mask's seam costs (seam_costs)."""
     total_ink, width = int(mask.sum()), mask.shape[1]
     ends = [(left * width, (1 - right) * width) for left, right in CUT_BANDS]
     reach = CUT_WINDOW * line.height_px  # and cuts within a window around each minimum of the seams' costs
-    ends += [(column - reach, column + reach) for column in seam_minima(mask, line)]
+    ends += [(column - reach, column + reach) for column in seam_minima(seam_total, line)]
     step = CUT_STEP * line.height_px  # and around columns every CUT_STEP × H: contacts where no seam is cheap
     ends += [(column - reach, column + reach) for column in np.arange(step, width - step / 2, step)]
+    graph = ink_graph(mask)
     found: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
     for left_x, right_x in ends:
-        split = min_cut(mask, left_x, right_x, max_cut_px=int(MAX_JUNCTION_STROKES * line.stroke_px))
+        split = min_cut(graph, left_x, right_x, max_cut_px=int(MAX_JUNCTION_STROKES * line.stroke_px))
         if split is None:
             continue
         left, right, n_cut = split
@@ -397,53 +403,94 @@ def junction_splits(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, np.n
     return sorted(found.values(), key=lambda split: split[2])
 
 
-def min_cut(mask: np.ndarray, left_x: float, right_x: float, max_cut_px: int
-            ) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """The fewest ink pixels separating the ink left of column left_x from the ink from column right_x on
-    (8-connected), every pixel then given to the nearer side: (left, right, pixels cut); None when no cut of at
-    most max_cut_px pixels exists."""
-    from scipy import ndimage
+@dataclass(frozen=True)
+class InkGraph:
+    """A component's ink as a flow network, built once and cut by min_cut between many pairs of ends: pixel k is
+    two nodes, 2k (in) → 2k + 1 (out) with capacity 1, so that cutting a pixel costs 1 and a link between
+    8-neighbours (out → in, both ways) nothing; node 2n is the source, 2n + 1 the sink. The source reaches every
+    in-node and every out-node reaches the sink, each link at capacity 0 until min_cut opens those of its ends."""
+
+    shape: tuple[int, int]  # the component's mask's
+    rows: np.ndarray  # (n,) the ink pixels, row-major
+    cols: np.ndarray
+    capacities: np.ndarray  # int32: the CSR graph's data, terminal links closed
+    indices: np.ndarray  # the CSR graph's structure, sorted within each row
+    indptr: np.ndarray
+    from_source: np.ndarray  # (n,) where in `capacities` the link source → pixel k's in-node lies
+    to_sink: np.ndarray  # (n,) where the link pixel k's out-node → sink lies
+
+    @property
+    def n_nodes(self) -> int:
+        return 2 * len(self.rows) + 2
+
+
+def ink_graph(mask: np.ndarray) -> InkGraph:
+    """The flow network of a component's ink (bool mask): see InkGraph."""
     from scipy.sparse import csr_array
-    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
 
     rows, cols = np.nonzero(mask)
-    n_pixels, width = len(rows), mask.shape[1]
+    n_pixels = len(rows)
     index = np.full(mask.shape, -1, dtype=np.int64)
     index[rows, cols] = np.arange(n_pixels)
     unlimited = n_pixels + 1
-    # pixel k is two nodes, 2k (in) → 2k + 1 (out) with capacity 1: cutting a pixel costs 1, a neighbour link nothing
-    sources, targets, capacities = [2 * np.arange(n_pixels)], [2 * np.arange(n_pixels) + 1], [np.ones(n_pixels)]
+    pixels, source, sink = np.arange(n_pixels), 2 * n_pixels, 2 * n_pixels + 1
+    sources, targets, capacities = [2 * pixels], [2 * pixels + 1], [np.ones(n_pixels)]
     for d_row, d_col in ((0, 1), (1, -1), (1, 0), (1, 1)):
         r, c = rows + d_row, cols + d_col
-        inside = (r < mask.shape[0]) & (c >= 0) & (c < width)
+        inside = (r < mask.shape[0]) & (c >= 0) & (c < mask.shape[1])
         inside[inside] &= mask[r[inside], c[inside]]
         a, b = np.flatnonzero(inside), index[r[inside], c[inside]]
         sources += [2 * a + 1, 2 * b + 1]
         targets += [2 * b, 2 * a]
         capacities += [np.full(len(a), unlimited)] * 2
-    source, sink = 2 * n_pixels, 2 * n_pixels + 1
-    left_end, right_end = np.flatnonzero(cols < left_x), np.flatnonzero(cols >= right_x)
+    sources += [np.full(n_pixels, source), 2 * pixels + 1]  # the terminal links: the last 2n edges
+    targets += [2 * pixels, np.full(n_pixels, sink)]
+    capacities += [np.zeros(n_pixels)] * 2
+    capacity = np.concatenate(capacities).astype(np.int32)
+    n_edges, n_nodes = len(capacity), 2 * n_pixels + 2
+    # the CSR structure, with each edge's number as its value: where every edge lands in the CSR's data
+    numbered = csr_array((np.arange(1, n_edges + 1), (np.concatenate(sources), np.concatenate(targets))),
+                         shape=(n_nodes, n_nodes))
+    numbered.sort_indices()
+    edge_at = numbered.data - 1
+    position = np.empty(n_edges, dtype=np.int64)
+    position[edge_at] = np.arange(n_edges)
+    return InkGraph(mask.shape, rows, cols, capacity[edge_at], numbered.indices, numbered.indptr,
+                    position[n_edges - 2 * n_pixels : n_edges - n_pixels], position[n_edges - n_pixels :])
+
+
+def min_cut(graph: InkGraph, left_x: float, right_x: float, max_cut_px: int
+            ) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The fewest ink pixels separating the ink left of column left_x from the ink from column right_x on
+    (8-connected): (the left part, the right part: bool masks of the component, both holding the pixels cut,
+    which are the contact and so both digits' ink; pixels cut); None when no cut of at most max_cut_px exists."""
+    from scipy.sparse import csr_array
+    from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+
+    n_pixels = len(graph.rows)
+    left_end, right_end = np.flatnonzero(graph.cols < left_x), np.flatnonzero(graph.cols >= right_x)
     if not len(left_end) or not len(right_end):
         return None
-    sources += [np.full(len(left_end), source), 2 * right_end + 1]
-    targets += [2 * left_end, np.full(len(right_end), sink)]
-    capacities += [np.full(len(left_end), unlimited), np.full(len(right_end), unlimited)]
-    graph = csr_array((np.concatenate(capacities).astype(np.int32), (np.concatenate(sources), np.concatenate(targets))),
-                      shape=(2 * n_pixels + 2, 2 * n_pixels + 2))
-    flow = maximum_flow(graph, source, sink)
+    capacities = graph.capacities.copy()
+    capacities[graph.from_source[left_end]] = n_pixels + 1
+    capacities[graph.to_sink[right_end]] = n_pixels + 1
+    network = csr_array((capacities, graph.indices, graph.indptr), shape=(graph.n_nodes, graph.n_nodes))
+    source = 2 * n_pixels
+    flow = maximum_flow(network, source, source + 1)
     if not 0 < flow.flow_value <= max_cut_px:
         return None
-    residual = (graph - flow.flow).tocsr()  # what can still flow; a reverse edge carries the flow back
+    residual = (network - flow.flow).tocsr()  # what can still flow; a reverse edge carries the flow back
     residual.data[residual.data < 0] = 0
     residual.eliminate_zeros()
-    reached = np.zeros(2 * n_pixels + 2, dtype=bool)
+    reached = np.zeros(graph.n_nodes, dtype=bool)
     reached[breadth_first_order(residual, source, directed=True, return_predecessors=False)] = True
-    left_side, right_side = np.zeros(mask.shape, dtype=bool), mask.copy()
-    left_side[rows[reached[1 : 2 * n_pixels : 2]], cols[reached[1 : 2 * n_pixels : 2]]] = True  # wholly reached
-    right_side[rows[reached[0 : 2 * n_pixels : 2]], cols[reached[0 : 2 * n_pixels : 2]]] = False  # not even entered
-    nearer_left = ndimage.distance_transform_edt(~left_side) <= ndimage.distance_transform_edt(~right_side)
-    cut = mask & ~left_side & ~right_side  # the contact: both digits' ink, so it goes to both sides
-    return (mask & nearer_left) | cut, (mask & ~nearer_left) | cut, int(flow.flow_value)
+    # a pixel entered (its in-node reached) lies left of the cut or on it, one not wholly reached (its out-node)
+    # right of it or on it
+    entered, passed = reached[0 : 2 * n_pixels : 2], reached[1 : 2 * n_pixels : 2]
+    left, right = np.zeros(graph.shape, dtype=bool), np.zeros(graph.shape, dtype=bool)
+    left[graph.rows[entered], graph.cols[entered]] = True
+    right[graph.rows[~passed], graph.cols[~passed]] = True
+    return left, right, int(flow.flow_value)
 
 
 def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -476,20 +523,18 @@ def atom_centre(atom: Atom) -> float:
     return (atom.box[0] + atom.box[2]) / 2
 
 
-def cheapest_seams(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, float]]:
+def cheapest_seams(mask: np.ndarray, line: Line, costs: SeamCosts) -> list[tuple[np.ndarray, float]]:
     """The cheapest top-to-bottom seams through a component, up to MAX_CUTS_PER_H per H of its width, left to
     right, each as (column per row, ink pixels crossed); they never cross each other.
 
     A seam moves at most 1 px sideways per row (SEAM_SIDESTEP each), so it can follow the slanted gap between
-    touching digits that overlap in x, where the vertical ink profile has no minimum.
+    touching digits that overlap in x, where the vertical ink profile has no minimum. costs: seam_costs(mask).
     """
     height_px, width = line.height_px, mask.shape[1]
     margin = max(2, round(MIN_SLICE_WIDTH * height_px))
-    total, steps = seam_costs(mask)
-    reach = max(2, round(line.stroke_px))
-    ends = [c for c in range(margin, width - margin) if total[c] <= total[max(0, c - reach) : c + reach + 1].min()]
+    total, steps = costs
     seams: list[tuple[np.ndarray, float]] = []
-    for end in dedupe_columns(ends, reach):
+    for end in seam_minima(total, line):
         path = backtrack(steps, end)
         crossed = float(mask[np.arange(len(path)), path].sum())
         if crossed > MAX_CUT_STROKES * line.stroke_px or not (margin <= path.mean() <= width - margin):
@@ -504,27 +549,29 @@ def cheapest_seams(mask: np.ndarray, line: Line) -> list[tuple[np.ndarray, float
     return seams
 
 
-def seam_minima(mask: np.ndarray, line: Line) -> list[int]:
-    """The columns where the cheapest seams end (local minima of their cost), away from the component's ends."""
+def seam_minima(total: np.ndarray, line: Line) -> list[int]:
+    """The columns where the cheapest seams end (local minima of their cost `total`, seam_costs' first part), away
+    from the component's ends."""
     margin = max(2, round(MIN_SLICE_WIDTH * line.height_px))
-    total, _ = seam_costs(mask)
     reach = max(2, round(line.stroke_px))
-    ends = [c for c in range(margin, mask.shape[1] - margin) if total[c] <= total[max(0, c - reach) : c + reach + 1].min()]
+    ends = [c for c in range(margin, len(total) - margin) if total[c] <= total[max(0, c - reach) : c + reach + 1].min()]
     return dedupe_columns(ends, reach)
 
 
-def seam_costs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def seam_costs(mask: np.ndarray) -> SeamCosts:
     """Seam carving's dynamic programme, top to bottom: (the cheapest cost of a seam ending at each bottom
     column, (w,); each row's step from the row above, int8 (h, w), -1/0/+1)."""
     cost = mask.astype(np.float64)
     total = cost[0].copy()
     steps = np.zeros(mask.shape, dtype=np.int8)
+    from_left, from_right = np.full(total.size, np.inf), np.full(total.size, np.inf)
     for row in range(1, len(cost)):
-        # options[i, c]: arriving at c from column c - 1 + i of the row above
-        options = np.stack([np.r_[np.inf, total[:-1]] + SEAM_SIDESTEP, total, np.r_[total[1:], np.inf] + SEAM_SIDESTEP])
-        choice = np.argmin(options, axis=0)
-        steps[row] = choice - 1
-        total = options[choice, np.arange(total.size)] + cost[row]
+        # arriving at column c from c - 1, c or c + 1 of the row above; on a tie the leftmost of those
+        from_left[1:], from_right[:-1] = total[:-1] + SEAM_SIDESTEP, total[1:] + SEAM_SIDESTEP
+        left = (from_left <= total) & (from_left <= from_right)
+        right = ~left & (from_right < total)
+        steps[row] = right.astype(np.int8) - left.astype(np.int8)
+        total = np.where(left, from_left, np.where(right, from_right, total)) + cost[row]
     return total, steps
 
 
@@ -624,10 +671,11 @@ def run_pixels(line: Line, atoms: Sequence[Atom], box: tuple[int, int, int, int]
         ax0, ay0, ax1, ay1 = atom.box
         own[ay0 - top : ay1 - top, ax0 - left : ax1 - left] |= atom.mask
     flat = line.flat[top:bottom, left:right]
-    keep = normalise.ink_halo(flat, line.levels, own)
+    to_own = ndimage.distance_transform_edt(~own)
+    keep = normalise.ink_halo(flat, line.levels, own, to_own)
     other = line.ink[top:bottom, left:right] & ~own
     if other.any():  # a neighbour's ink and grey edges stay out
-        keep &= ndimage.distance_transform_edt(~own) < ndimage.distance_transform_edt(~other)
+        keep &= to_own < ndimage.distance_transform_edt(~other)
     strokes = normalise.stroke_intensity(flat, line.levels) * keep
     return np.rint(normalise.paste_centred(normalise.fit_box(strokes)) * 255).astype(np.uint8)
 
