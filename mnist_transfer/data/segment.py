@@ -619,8 +619,10 @@ def check_digit_like_parts(boxes: Sequence[tuple[int, int, int, int]], line: Lin
 
 def digit_candidates(line: Line, atoms: Sequence[Atom], orders: Sequence[tuple[int, ...]]) -> list[Candidate]:
     """Every run of up to MAX_ATOMS_PER_DIGIT neighbours in some order that could be one digit (contiguous in x,
-    tall enough, not too wide), once each, normalised to 28×28."""
+    tall enough, not too wide), once each, normalised to 28×28 (runs of different atoms holding the same ink,
+    from different partitions of a component, are normalised once)."""
     candidates, seen = [], set()
+    normalised: dict[tuple[tuple[int, int, int, int], bytes], np.ndarray] = {}
     for order in orders:
         for start in range(len(order)):
             for stop in range(start + 1, min(len(order), start + MAX_ATOMS_PER_DIGIT) + 1):
@@ -635,7 +637,11 @@ def digit_candidates(line: Line, atoms: Sequence[Atom], orders: Sequence[tuple[i
                 seen.add(key)
                 input_box = (int(box[0] / line.scale), int(box[1] / line.scale),
                              int(np.ceil(box[2] / line.scale)), int(np.ceil(box[3] / line.scale)))
-                candidates.append(Candidate(key, input_box, width, height, run_pixels(line, run, box)))
+                window, own = run_ink(line, run, box)
+                ink_key = (window, own.tobytes())
+                if ink_key not in normalised:
+                    normalised[ink_key] = run_pixels(line, window, own)
+                candidates.append(Candidate(key, input_box, width, height, normalised[ink_key]))
     return candidates
 
 
@@ -657,11 +663,10 @@ def contiguous(atoms: Sequence[Atom], line: Line) -> bool:
     return True
 
 
-def run_pixels(line: Line, atoms: Sequence[Atom], box: tuple[int, int, int, int]) -> np.ndarray:
-    """The run's ink normalised as normalise_digit does a digit: its grey edges (those nearer to it than to
-    other ink), a 20 px box, the centre of mass at the centre: uint8 (28, 28)."""
-    from scipy import ndimage
-
+def run_ink(line: Line, atoms: Sequence[Atom], box: tuple[int, int, int, int]
+            ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The window that normalising a run looks at, (top, left, bottom, right): its box and a halo's margin; and the
+    run's ink there: bool."""
     x0, y0, x1, y1 = box
     margin = int(np.ceil(max(2.0, normalise.HALO_FRACTION * max(x1 - x0, y1 - y0)))) + 1
     top, left = max(0, y0 - margin), max(0, x0 - margin)
@@ -670,6 +675,15 @@ def run_pixels(line: Line, atoms: Sequence[Atom], box: tuple[int, int, int, int]
     for atom in atoms:
         ax0, ay0, ax1, ay1 = atom.box
         own[ay0 - top : ay1 - top, ax0 - left : ax1 - left] |= atom.mask
+    return (top, left, bottom, right), own
+
+
+def run_pixels(line: Line, window: tuple[int, int, int, int], own: np.ndarray) -> np.ndarray:
+    """A run's ink (`own`, in `window`: run_ink's) normalised as normalise_digit does a digit: its grey edges
+    (those nearer to it than to other ink), a 20 px box, the centre of mass at the centre: uint8 (28, 28)."""
+    from scipy import ndimage
+
+    top, left, bottom, right = window
     flat = line.flat[top:bottom, left:right]
     to_own = ndimage.distance_transform_edt(~own)
     keep = normalise.ink_halo(flat, line.levels, own, to_own)
