@@ -103,9 +103,9 @@ def load_test_digits(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return arrays[0], arrays[1]
 
 
-def read_with(classify, composed: ComposedNumber) -> tuple[str, float, list[Box], str | None]:
+def read_with(classify, composed: ComposedNumber, classify_pairs=None) -> tuple[str, float, list[Box], str | None]:
     """(the number read, its confidence, the digits' boxes, why it is wrong: None when right); an error reads as ''
-    with confidence 0."""
+    with confidence 0. Wide candidates are also read as pairs when classify_pairs is given."""
     from mnist_transfer.errors import DataError
 
     try:
@@ -113,7 +113,10 @@ def read_with(classify, composed: ComposedNumber) -> tuple[str, float, list[Box]
         candidate_boxes = [c.box for c in segmentation.candidates]
         probabilities = box_oracle(composed, candidate_boxes) if classify is None \
             else np.asarray(classify(segmentation.pixels), np.float64)
-        reading = choose_digits(segmentation, probabilities)
+        pair_probabilities = None
+        if classify_pairs is not None and segmentation.pairs:
+            pair_probabilities = np.asarray(classify_pairs(segmentation.pair_pixels), np.float64)
+        reading = choose_digits(segmentation, probabilities, pair_probabilities=pair_probabilities)
     except DataError:
         return "", 0.0, [], "error"
     cause = None if reading.number == composed.digits \
@@ -130,15 +133,15 @@ def single_digits_right(classify, images: np.ndarray, labels: np.ndarray, rng: n
     return int((probabilities.argmax(axis=1) == labels).sum())
 
 
-def run_length(classify, images, labels, length: int, n_numbers: int, seed: int, failures: list[Failure]
-               ) -> tuple[Tally, Tally]:
+def run_length(classify, images, labels, length: int, n_numbers: int, seed: int, failures: list[Failure],
+               classify_pairs=None) -> tuple[Tally, Tally]:
     """(all, touching) tallies for n_numbers numbers of `length` digits; wrong answers are added to failures."""
     rng = np.random.default_rng([seed, length])
     everything, touching = Tally(), Tally()
     for _ in range(n_numbers):
         composed, chosen = random_number(images, labels, length, rng)
         started = time.perf_counter()
-        answer, confidence, boxes, cause = read_with(classify, composed)
+        answer, confidence, boxes, cause = read_with(classify, composed, classify_pairs)
         seconds = time.perf_counter() - started
         n_single = single_digits_right(classify, images[chosen], labels[chosen], rng)
         for tally in (everything, touching) if composed.touching else (everything,):
@@ -206,19 +209,24 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=N_PER_LENGTH, help=f"numbers per length (default {N_PER_LENGTH})")
     parser.add_argument("--n4", type=int, default=None, help=f"numbers of 4 digits (default {N_LENGTH_4}, or -n if given)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-pairs", action="store_true",
+                        help="read no candidate as a pair of digits, even with a reader's pair classifier")
     parser.add_argument("--failures", type=Path, metavar="DIR", help="save the five hardest failures here")
     add_record_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     images, labels = load_test_digits(args.mnist)
-    classify, identity = None, "box oracle"
+    classify, classify_pairs, identity = None, None, "box oracle"
     if args.model is not None:
         from mnist_transfer.models.inference import DigitModel
 
         model = DigitModel.load(args.model)
         classify, identity = model.predict, model.identity
-        print(f"model {identity}")
+        classify_pairs = None if args.no_pairs else model.pair_classifier
+        if args.no_pairs and model.pair_classifier is not None:
+            identity += " without pairs"
+        print(f"model {identity}; pairs of digits read by {'its pair classifier' if classify_pairs else 'nothing'}")
     else:
         print("fake classifier: box_oracle (knows each digit's box; measures segmentation alone)")
     n4 = args.n4 if args.n4 is not None else (N_LENGTH_4 if args.n == N_PER_LENGTH else args.n)
@@ -229,7 +237,7 @@ def main() -> None:
     entries = []
     for length in args.lengths:
         everything, touching = run_length(classify, images, labels, length, n4 if length == 4 else args.n, args.seed,
-                                          failures)
+                                          failures, classify_pairs)
         print_row(f"{length}", everything)
         print_row(f"{length} touching", touching)
         total.merge(everything)

@@ -6,8 +6,9 @@ feature store; each stage's window runs from DVC's 'Running stage' line to the n
 measured in the same run, after the pipeline: the images a stage embedded (its 'computed N features' log line) at
 the bare backbone forward pass (benchmarks.bottlenecks' raw rate), and the epochs a training stage ran
 (best.epochs_run of its dvc.yaml metrics file) at the step time of a bare Keras fit of the same model on
-in-memory arrays. Everything else a stage does is overhead, the exported model's parity check included (and
-train_reader's composing and segmenting of numbers, which is work no other stage does).
+in-memory arrays (the number reader's pair classifier's epochs at its own step time). Everything else a stage
+does is overhead, the exported model's parity check included (and train_reader's composing and segmenting of
+numbers, which is work no other stage does).
 
     python -m benchmarks.pipeline --per-class 500
     python -m benchmarks.pipeline --per-class 30 --set cnn.epochs=2 --no-record
@@ -176,18 +177,32 @@ def head_step_s(repo: Path, params: TrainParams) -> float:
     return bare_step_s(head, features, one_hot, params.batch_size)
 
 
-def cnn_step_s(repo: Path, params: CnnParams) -> float:
+def cnn_step_s(repo: Path, params: CnnParams, pairs: bool = False) -> float:
     """The CNN's bare step time (compiled as train_cnn compiles it, on in-memory digits without augmentation) on
-    BARE_STEPS batches of digits."""
+    BARE_STEPS batches of digits; pairs: the number reader's pair classifier's, on two digits side by side."""
     from mnist_transfer.data.records import list_images
     from mnist_transfer.models.cnn import build_cnn, compiled_trainer, load_digits
+    from mnist_transfer.models.reader import N_PAIR_CLASSES
 
     jpg = repo / "data/jpg"
     digits = load_digits(list_images(jpg / "training", jpg)[: BARE_STEPS * params.batch_size], jpg)
     rows = np.resize(np.arange(len(digits.labels)), BARE_STEPS * params.batch_size)
-    trainer = compiled_trainer(build_cnn(params), params, BARE_EPOCHS * BARE_STEPS)
-    one_hot = np.eye(N_CLASSES, dtype=np.float32)[digits.labels[rows]]
-    return bare_step_s(trainer, digits.images[rows].astype(np.float32), one_hot, params.batch_size)
+    images, n_classes = digits.images[rows], N_CLASSES
+    if pairs:
+        images, n_classes = np.concatenate([images, images[::-1]], axis=2), N_PAIR_CLASSES  # (…, 28, 56, 1)
+    trainer = compiled_trainer(build_cnn(params, n_classes, images.shape[1:]), params, BARE_EPOCHS * BARE_STEPS)
+    one_hot = np.eye(n_classes, dtype=np.float32)[digits.labels[rows]]
+    return bare_step_s(trainer, images.astype(np.float32), one_hot, params.batch_size)
+
+
+def reader_compute(summary: dict[str, Any], batch_size: int, step_s: float, pair_step_s: float) -> tuple[float, str]:
+    """fit_compute of the number reader, plus its pair classifier's epochs (if it trained one) at pair_step_s."""
+    seconds, description = fit_compute(summary, batch_size, step_s)
+    if "pair_n_train" not in summary:
+        return seconds, description
+    pairs = {"epochs_run": summary["pair_epochs_run"], "n_train": summary["pair_n_train"]}
+    pair_seconds, pair_description = fit_compute(pairs, batch_size, pair_step_s)
+    return seconds + pair_seconds, f"{description} + pairs: {pair_description}"
 
 
 def measure_rates(repo: Path, params: Params) -> tuple[float, dict[str, tuple[float, str]]]:
@@ -200,7 +215,8 @@ def measure_rates(repo: Path, params: Params) -> tuple[float, dict[str, tuple[fl
     fits = {
         "train": fit_compute(fit_summary(repo, "train"), params.train.batch_size, head_step_s(repo, params.train)),
         "train_cnn": fit_compute(fit_summary(repo, "train_cnn"), params.cnn.batch_size, cnn_step),
-        "train_reader": fit_compute(fit_summary(repo, "train_reader"), params.cnn.batch_size, cnn_step),
+        "train_reader": reader_compute(fit_summary(repo, "train_reader"), params.cnn.batch_size, cnn_step,
+                                       cnn_step_s(repo, params.cnn, pairs=True)),
     }
     return forward_s, fits
 

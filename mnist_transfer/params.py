@@ -255,6 +255,15 @@ class ReaderParams(Section):
     workers: int | None = _field(
         None, "processes segmenting the composed numbers (null: one per core)", ge=1
     )
+    pairs: bool = _field(
+        True, "also train the pair classifier (data/reader/pairs.keras) on the candidates of those numbers and of "
+        "reader.pair_numbers more that are two neighbouring digits, or not: reads two touching digits that no cut "
+        "separates"
+    )
+    pair_numbers: int = _field(
+        3000, "numbers of 2-4 training digits, most of them close or touching, composed and segmented for the pair "
+        "classifier alone (~7 pairs each)", ge=0,
+    )
 
 
 class Params(Section):

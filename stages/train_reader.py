@@ -1,9 +1,10 @@
 """Train the number reader (the CNN with an 11th class, "not one digit") and export it.
 
 Reads data/jpg/training, data/jpg/own/training and params `reader.*`, `cnn.*`, `train.validation_percentage`,
-`train.own_weight` → writes data/reader/ (as data/cnn/, with 11 labels) and reports/reader/ (dvclive curves and
-the final figures). The training split's digits are composed into reader.numbers numbers, the validation
-split's into a proportional share, so no validation digit is seen in training.
+`train.own_weight` → writes data/reader/ (as data/cnn/, with 11 labels, and the pair classifier pairs.keras
+unless reader.pairs is false) and reports/reader/ (dvclive curves and the final figures). The training split's
+digits are composed into reader.numbers numbers (and reader.pair_numbers more for the pair classifier), the
+validation split's into a proportional share, so no validation digit is seen in training.
 
 Thin DVC entry point: the work is done in mnist_transfer.models.reader and mnist_transfer.models.cnn.
 """
@@ -20,10 +21,13 @@ from mnist_transfer.data.records import list_images
 from mnist_transfer.data.split import own_weights, validation_mask
 from mnist_transfer.models.calibration import calibrate
 from mnist_transfer.models.cnn import export_cnn, load_digits, predict_probabilities, train_cnn
+from mnist_transfer.models.export import PAIRS_FILE
 from mnist_transfer.models.metadata import ModelMetadata
 from mnist_transfer.models.reader import (
+    N_PAIR_CLASSES,
     N_READER_CLASSES,
     READER_LABELS,
+    pair_figures,
     reader_cnn_params,
     reader_figures,
     with_fragments,
@@ -51,8 +55,12 @@ def main(params: Params) -> None:
                          data_root)
     is_validation = validation_mask(digits.rel_paths, split.validation_percentage)
     n_valid_numbers = round(reader.numbers * is_validation.mean() / max(1e-9, 1 - is_validation.mean()))
-    train = with_fragments(digits.subset(~is_validation), reader.numbers, params.cnn.seed, reader.workers)
-    valid = with_fragments(digits.subset(is_validation), n_valid_numbers, params.cnn.seed + 1, reader.workers)
+    n_pair_numbers = reader.pair_numbers if reader.pairs else 0
+    n_valid_pair_numbers = round(n_pair_numbers * is_validation.mean() / max(1e-9, 1 - is_validation.mean()))
+    train, train_pairs = with_fragments(digits.subset(~is_validation), reader.numbers, n_pair_numbers,
+                                        params.cnn.seed, reader.workers)
+    valid, valid_pairs = with_fragments(digits.subset(is_validation), n_valid_numbers, n_valid_pair_numbers,
+                                        params.cnn.seed + 1, reader.workers)
     log.info("training on %d digits and candidates (%.0f %% not one digit), validating on %d",
              len(train.labels), 100 * (train.labels == N_READER_CLASSES - 1).mean(), len(valid.labels))
 
@@ -64,13 +72,27 @@ def main(params: Params) -> None:
         summary.update(reader_figures(probabilities, valid))
         calibration = calibrate(probabilities, valid.labels)
         summary["calibration"] = calibration.as_dict()
+        extras = {}
+        if reader.pairs and len(train_pairs.labels) and len(valid_pairs.labels):
+            log.info("training the pair classifier on %d candidates (%d pairs), validating on %d",
+                     len(train_pairs.labels), (train_pairs.labels < N_PAIR_CLASSES - 1).sum(), len(valid_pairs.labels))
+            extras[PAIRS_FILE], pair_summary = train_cnn(train_pairs, valid_pairs, cnn_params, [],
+                                                         n_classes=N_PAIR_CLASSES)
+            summary.update(pair_figures(predict_probabilities(extras[PAIRS_FILE], valid_pairs.images), valid_pairs))
+            summary.update({f"pair_{key}": pair_summary[key] for key in ("train_seconds", "n_train", "epochs_run")})
+            log.info("pair classifier: %.4f of the validation pairs read right, %.4f of the others called not a "
+                     "pair (%.0f s)", summary["val_pair_accuracy"], summary["val_not_a_pair_recall"],
+                     summary["pair_train_seconds"])
+        elif reader.pairs:
+            log.warning("no pairs among the candidates: the number reader is exported without a pair classifier")
         live.summary["best"] = summary
     log.info("number reader: val_accuracy %.4f over 11 classes (%d epochs, %.0f s); the validation digits read "
              "%.4f (%.4f called not one digit); of the candidates cut from numbers, %.4f of those that are one digit "
              "called not one, %.4f of the others", summary["val_accuracy"], summary["epochs_run"],
              summary["train_seconds"], summary["val_digit_accuracy"], summary["val_digits_called_not_a_digit"],
              summary["val_cut_digits_called_not_a_digit"], summary["val_not_a_digit_recall"])
-    export_cnn(cnn, args.model, ModelMetadata.from_training("reader", summary, calibration), labels=READER_LABELS)
+    export_cnn(cnn, args.model, ModelMetadata.from_training("reader", summary, calibration), labels=READER_LABELS,
+               extras=extras)
     log.info("exported the number reader to %s", args.model)
 
 

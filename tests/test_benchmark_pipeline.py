@@ -13,6 +13,7 @@ from benchmarks.pipeline import (
     DVC_START,
     StageRow,
     fit_compute,
+    reader_compute,
     forward_passes,
     parse_settings,
     peak_rss,
@@ -67,6 +68,14 @@ def test_fit_compute_is_epochs_times_steps_times_the_step_time() -> None:
     seconds, counted = fit_compute({"epochs_run": 3, "n_train": 2500}, batch_size=1024, step_s=0.01)
     assert seconds == pytest.approx(0.09)  # 3 epochs × ⌈2500 / 1024⌉ = 3 steps × 10 ms
     assert counted == "3 epochs × 3 steps × 10.0 ms"
+
+
+def test_reader_compute_adds_the_pair_classifier_at_its_own_step_time() -> None:
+    reader = {"epochs_run": 3, "n_train": 2500}
+    assert reader_compute(reader, 1024, 0.01, 0.05) == fit_compute(reader, 1024, 0.01)  # no pair classifier
+    seconds, counted = reader_compute({**reader, "pair_epochs_run": 2, "pair_n_train": 1500}, 1024, 0.01, 0.05)
+    assert seconds == pytest.approx(3 * 3 * 0.01 + 2 * 2 * 0.05)
+    assert counted == "3 epochs × 3 steps × 10.0 ms + pairs: 2 epochs × 2 steps × 50.0 ms"
 
 
 def test_stage_rows_count_forward_passes_and_fits_as_compute() -> None:

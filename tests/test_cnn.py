@@ -153,6 +153,22 @@ def test_augment_batch_is_seeded_bounded_and_changes_stroke_width():
     np.testing.assert_allclose(augment_batch(images, tf.constant([1, 2]), nothing).numpy(), images, atol=1e-3)
 
 
+def test_a_pair_turns_about_its_own_centre():
+    """A 28×56 pair, a quarter turn: the pixel 3.5 px above and 8.5 px left of the centre (13.5, 27.5) moves
+    to 8.5 px below and 3.5 px left of it, and the image keeps its shape."""
+    image = np.zeros((1, 28, 56, 1), np.float32)
+    image[0, 10, 19] = 255.0
+    turn = CnnAugmentParams(shift_px=0, rotation_deg=90, zoom=0, stroke_probability=0)
+    rows = affine_rows(tf.constant([[1.0, 0, 0, 0]]), turn, centre=(27.5, 13.5))
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image, transforms=rows, output_shape=[28, 56], fill_value=0.0, interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    ).numpy()[0, ..., 0]
+    indices = np.indices(moved.shape)
+    np.testing.assert_allclose([(index * moved).sum() / moved.sum() for index in indices], (22, 24), atol=0.3)
+    assert augment_batch(image, tf.constant([1, 2]), turn).shape == (1, 28, 56, 1)
+
+
 # --- robustness distortions -------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import pytest
 from mnist_transfer.data import fragments
 from mnist_transfer.data.fragments import fragments_in_parallel, number_fragments
 from mnist_transfer.data.normalise import normalise_digit
-from mnist_transfer.data.segment import NOT_A_DIGIT
+from mnist_transfer.data.segment import NOT_A_DIGIT, NOT_A_PAIR
 from tests.conftest import REPO_ROOT
 from tests.drawn_digits import drawn
 
@@ -25,9 +25,11 @@ def seven_and_four() -> tuple[np.ndarray, np.ndarray]:
 
 def test_candidates_are_labelled_with_their_digit_or_not_a_digit(seven_and_four):
     images, labels = seven_and_four
-    pixels, targets = number_fragments(images, labels, 12, np.random.default_rng(0))
+    pixels, targets, pair_pixels, pair_targets = number_fragments(images, labels, 12, np.random.default_rng(0))
     assert pixels.shape == (len(targets), 28, 28) and pixels.dtype == np.uint8 and targets.dtype == np.int64
     assert set(targets.tolist()) == {4, 7, NOT_A_DIGIT}  # halves and pairs are cut too
+    assert pair_pixels.shape == (len(pair_targets), 28, 56) and pair_pixels.dtype == np.uint8
+    assert set(pair_targets.tolist()) == {74, 47, NOT_A_PAIR}  # both orders of the two digits, and not pairs
     # a candidate labelled 7 is the whole 7: normalised, it looks like the 7 normalised alone (and not like the 4)
     alone = {d: normalise_digit_array(images[k]) for k, d in enumerate((7, 4))}
     for digit, other in ((7, 4), (4, 7)):
@@ -46,10 +48,10 @@ def difference(first: np.ndarray, second: np.ndarray) -> float:
 
 
 def test_no_digits_give_no_candidates():
-    pixels, targets = number_fragments(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5,
-                                       np.random.default_rng(0))
-    assert pixels.shape == (0, 28, 28) and targets.shape == (0,)
-    assert fragments_in_parallel(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5, 0)[1].shape == (0,)
+    none = number_fragments(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5, np.random.default_rng(0))
+    assert none.pixels.shape == (0, 28, 28) and none.targets.shape == (0,)
+    assert none.pair_pixels.shape == (0, 28, 56) and none.pair_targets.shape == (0,)
+    assert fragments_in_parallel(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5, 0).targets.shape == (0,)
 
 
 def test_tasks_are_seeded_so_workers_do_not_change_the_result(seven_and_four, monkeypatch):
@@ -59,8 +61,38 @@ def test_tasks_are_seeded_so_workers_do_not_change_the_result(seven_and_four, mo
     two = fragments_in_parallel(images, labels, 5, seed=3, workers=2)
     by_hand = [number_fragments(images, labels, n, np.random.default_rng([3, k])) for k, n in enumerate((2, 2, 1))]
     for result in (one, two):
-        assert np.array_equal(result[0], np.concatenate([p for p, _ in by_hand]))
-        assert np.array_equal(result[1], np.concatenate([t for _, t in by_hand]))
+        for column in range(4):  # the candidates, their targets, the pairs, theirs
+            assert np.array_equal(result[column], np.concatenate([part[column] for part in by_hand]))
+
+
+def test_pair_figures_known_answer():
+    from mnist_transfer.models.cnn import Digits
+    from mnist_transfer.models.reader import FRAGMENT_PATH, pair_figures
+
+    labels = np.array([74, 47, 47, NOT_A_PAIR, NOT_A_PAIR])
+    probabilities = np.full((5, NOT_A_PAIR + 1), 0.001)
+    probabilities[np.arange(5), [74, 47, NOT_A_PAIR, NOT_A_PAIR, 44]] = 0.9
+    pairs = Digits(np.zeros((5, 28, 56, 1), np.uint8), labels, np.full(5, FRAGMENT_PATH))
+    assert pair_figures(probabilities, pairs) == {"val_pair_accuracy": pytest.approx(2 / 3),
+                                                  "val_not_a_pair_recall": 0.5}
+
+
+def test_with_fragments_keeps_every_pair_and_at_most_pair_negatives_per_pair(seven_and_four):
+    from mnist_transfer.models.cnn import Digits
+    from mnist_transfer.models.reader import PAIR_NEGATIVES, PAIR_SEED, with_fragments
+
+    images, labels = seven_and_four
+    digits = Digits(images[..., None], labels, np.array(["training/7/a.jpg", "training/4/b.jpg"]))
+    singles, pairs = with_fragments(digits, 12, 6, seed=0, workers=1)
+    everything = fragments.fragments_in_parallel(images, labels, 12, seed=0, workers=1)
+    more = fragments.fragments_in_parallel(images, labels, 6, seed=PAIR_SEED, workers=1, draw=fragments.PAIR_NUMBERS)
+    assert np.array_equal(singles.labels, np.concatenate([labels, everything.targets]))
+    pair_targets = np.concatenate([everything.pair_targets, more.pair_targets])
+    n_pairs = int((pair_targets != NOT_A_PAIR).sum())
+    assert (pairs.labels != NOT_A_PAIR).sum() == n_pairs > (everything.pair_targets != NOT_A_PAIR).sum()
+    assert (pairs.labels == NOT_A_PAIR).sum() == min(int(PAIR_NEGATIVES * n_pairs),
+                                                      int((pair_targets == NOT_A_PAIR).sum()))
+    assert pairs.images.shape == (len(pairs.labels), 28, 56, 1)
 
 
 def test_reader_figures_known_answer():

@@ -171,6 +171,13 @@ def test_full_pipeline_accuracy_floor_and_shuffled_labels_control(pipeline_repo:
     assert reader_labels == [*(str(d) for d in range(10)), "not-a-digit"]
     reader_metrics = json.loads((pipeline_repo / "reports" / "reader" / "metrics.json").read_text())["best"]
     assert reader_metrics["n_train"] > 270 and 0 <= reader_metrics["val_digit_accuracy"] <= 1
+    # …and its pair classifier, loaded with it: 28×56 pairs → 10·a + b or not a pair
+    assert 0 <= reader_metrics["val_pair_accuracy"] <= 1 and 0 <= reader_metrics["val_not_a_pair_recall"] <= 1
+    from mnist_transfer.models.inference import DigitModel
+
+    pair_classifier = DigitModel.load(pipeline_repo / "data" / "reader").pair_classifier
+    assert pair_classifier is not None
+    assert pair_classifier(np.zeros((3, 28, 56), np.uint8)).sum(axis=1) == pytest.approx(np.ones(3), abs=1e-4)
 
     # your own handwriting: 10 photos to learn from, 10 to be reported apart
     before = (pipeline_repo / "reports" / "predictions.csv").read_text()

@@ -31,6 +31,7 @@ class SureModel:
     identity: str = "fake@0"
     labels: tuple[str, ...] = tuple(str(d) for d in range(10))
     batch_size: int = 256
+    pair_classifier: None = None  # no pair classifier (a DigitModel's, for a number reader that has one)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         assert images.ndim == 3 and images.shape[1:] == (28, 28) and images.dtype == np.uint8

@@ -8,10 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from mnist_transfer.data.compose import MATCH_DISTANCE, box_distances, box_oracle, compose_number, random_number
+from mnist_transfer.data.compose import (
+    MATCH_DISTANCE,
+    box_distances,
+    box_oracle,
+    compose_number,
+    pair_distances,
+    random_number,
+)
 from mnist_transfer.data.normalise import NoInkError, normalise_digit
 from mnist_transfer.data.segment import (
     MAX_DIGITS,
+    NOT_A_PAIR,
+    Atom,
     NumberError,
     TooManyDigitsError,
     best_path,
@@ -19,6 +28,8 @@ from mnist_transfer.data.segment import (
     digit_probabilities,
     ink_graph,
     min_cut,
+    pair_marginals,
+    pair_pixels,
     read_number,
     seam_costs,
     segment_number,
@@ -132,6 +143,77 @@ def test_best_path_reads_at_most_max_digits():
         best_path(n, [(k, k + 1) for k in range(n)], [-0.1] * n, [0.0] * n, [None] * n)
     runs = [(k, k + 1) for k in range(n)] + [(0, 2)]
     assert len(best_path(n, runs, [-0.1] * n + [-5.0], [0.0] * n, [None] * n)[1]) == MAX_DIGITS
+
+
+def test_best_path_counts_a_pair_as_two_digits():
+    # atoms 0-1 read as one digit (-3), as two digits apart (-2 each) or as a pair (-1): the pair
+    total, chosen = best_path(2, [(0, 1), (1, 2), (0, 2), (0, 2)], [-2.0, -2.0, -3.0, -1.0], [0.0, 0.0], [None, None],
+                              [1, 1, 1, 2])
+    assert chosen == [3] and total == -1.0
+    # a pair of atom 0 is the best reading of it, but with a digit for each other atom it makes MAX_DIGITS + 1
+    n = MAX_DIGITS
+    runs, scores, sizes = [(k, k + 1) for k in range(n)] + [(0, 1)], [-0.1] * n + [5.0], [1] * n + [2]
+    assert best_path(n, runs, scores, [0.0] * n, [None] * n, sizes)[1] == list(range(n))
+    assert best_path(n - 1, runs[: n - 1] + [(0, 1)], scores[: n - 1] + [5.0], [0.0] * n, [None] * n,
+                     [1] * (n - 1) + [2])[1] == [n - 1, *range(1, n - 1)]
+
+
+def test_pair_pixels_fit_the_ink_into_the_pair_box_known_answer():
+    """Ink 10 × 40 px is scaled by min(22/10, 52/40) = 1.3 to 13 × 52 and centred in 28 × 56: rows 7-19, columns
+    2-53. Two atoms cut apart (sharing the cut's column) give the same pixels as the whole."""
+    whole = Atom((5, 3, 45, 13), np.ones((10, 40), bool), True, 0.0)
+    expected = np.zeros((28, 56), np.uint8)
+    expected[7:20, 2:54] = 255
+    np.testing.assert_array_equal(pair_pixels([whole]), expected)
+    left = Atom((5, 3, 26, 13), np.ones((10, 21), bool), False, 0.0)
+    right = Atom((25, 3, 45, 13), np.ones((10, 20), bool), False, 1.0)
+    np.testing.assert_array_equal(pair_pixels([right, left]), expected)
+
+
+def test_pair_marginals_known_answer():
+    probabilities = np.zeros(NOT_A_PAIR + 1)
+    probabilities[[26, 25, 31, NOT_A_PAIR]] = 0.4, 0.2, 0.2, 0.2
+    left, right = pair_marginals(probabilities)
+    assert left[[2, 3]] == pytest.approx([0.75, 0.25]) and right[[6, 5, 1]] == pytest.approx([0.5, 0.25, 0.25])
+    assert left.sum() == pytest.approx(1) and right.sum() == pytest.approx(1)
+
+
+def test_pair_distances_known_answer():
+    composed = compose_number([drawn("1"), drawn("7"), drawn("4")], [1, 7, 4], ["touch", "gap"], np.random.default_rng(0))
+    (a, b, c) = composed.boxes
+    joint = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+    distance = pair_distances(composed, [joint, a])
+    assert distance.shape == (2, 2) and distance[0, 0] == 0.0
+    height = max(a[3] - a[1], b[3] - b[1])
+    assert distance[1, 0] == pytest.approx(max(abs(a[k] - joint[k]) for k in range(4)) / height)
+
+
+def test_a_pair_classifier_reads_two_digits_no_cut_separates():
+    """A 1 touching a 7, a number reader that calls every candidate not one digit (90 %; the rest spread evenly
+    over the digits), and a pair classifier sure that the candidate holding both is "17" and every other is not a
+    pair: the reading is 1, 7, each in half the pair's box; called not pairs, the reading is what it is without
+    them."""
+    composed = compose_number([drawn("1"), drawn("7")], [1, 7], ["touch"], np.random.default_rng(0))
+    segmentation = segment_number(composed.image())
+    assert segmentation.pair_pixels.shape == (len(segmentation.pairs), 28, 56)
+    boxes = [segmentation.candidates[k].box for k in segmentation.pairs]
+    is_both = pair_distances(composed, boxes)[:, 0] <= MATCH_DISTANCE
+    assert is_both.any() and not is_both.all()
+    n_candidates = len(segmentation.candidates)
+    uniform = np.hstack([np.full((n_candidates, 10), 0.01), np.full((n_candidates, 1), 0.9)])
+    pairs = np.zeros((len(boxes), NOT_A_PAIR + 1))
+    pairs[is_both, 17], pairs[~is_both, NOT_A_PAIR] = 0.99, 0.99
+    pairs += 0.01 / NOT_A_PAIR
+    reading = choose_digits(segmentation, uniform, pair_probabilities=pairs)
+    assert reading.number == "17" and all(d.confidence > 0.98 for d in reading.digits)
+    (x0, y0, x1, y1) = boxes[int(np.flatnonzero(is_both)[0])]
+    assert [d.box for d in reading.digits] == [(x0, y0, (x0 + x1) // 2, y1), ((x0 + x1) // 2, y0, x1, y1)]
+    assert all(d.normalised.shape == (28, 28) and d.probabilities.shape == (10,) for d in reading.digits)
+    not_pairs = np.zeros_like(pairs)
+    not_pairs[:, NOT_A_PAIR] = 1.0
+    without = choose_digits(segmentation, uniform)
+    called_not_pairs = choose_digits(segmentation, uniform, pair_probabilities=not_pairs)
+    assert [(d.digit, d.box) for d in called_not_pairs.digits] == [(d.digit, d.box) for d in without.digits]
 
 
 def test_softened_top_known_answers():

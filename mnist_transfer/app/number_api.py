@@ -4,7 +4,8 @@
  "digits": [{"digit": 2, "confidence": 0.99, "box": [x0, y0, x1, y1], "normalised": "data:image/png;base64,…",
              "unsure": false, "top2": [{"digit", "confidence"}, …]}, …]}
 The confidence is the product of the digits' (calibrated) confidences; each box is in the decoded image's
-pixels (image_size; x1, y1 exclusive), left to right; "normalised" is the 28×28 the model saw.
+pixels (image_size; x1, y1 exclusive), left to right; "normalised" is the 28×28 the model saw (for a digit read
+as half of a pair by a number reader's pair classifier: half of its box and of the 28×56 it saw).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def number_answer(image: Image.Image, model: DigitModel, name: str, min_confiden
     from mnist_transfer.data.segment import read_number
     from mnist_transfer.models.calibration import top_two
 
-    reading = read_number(image, model.predict)
+    reading = read_number(image, model.predict, classify_pairs=model.pair_classifier)
     digits = [
         {
             "digit": int(model.labels[d.digit]),

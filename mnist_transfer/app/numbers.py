@@ -57,7 +57,7 @@ def read_one(path: Path, model: DigitModel) -> tuple[NumberRead | None, str | No
     from mnist_transfer.data.segment import read_number
 
     try:
-        return read_number(read_image(path), model.predict), None
+        return read_number(read_image(path), model.predict, classify_pairs=model.pair_classifier), None
     except ImageReadError as error:
         return None, error.reason
     except DataError as error:  # no ink, too many digits

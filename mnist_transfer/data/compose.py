@@ -195,16 +195,20 @@ def photograph(canvas: Canvas, height_px: int, rng: np.random.Generator, style: 
     return buffer.getvalue(), boxes
 
 
-def random_spacings(n_digits: int, rng: np.random.Generator) -> tuple[str, ...]:
-    return tuple(rng.choice(SPACINGS, size=n_digits - 1, p=SPACING_WEIGHTS).tolist())
+def random_spacings(n_digits: int, rng: np.random.Generator, weights: Sequence[float] = SPACING_WEIGHTS
+                    ) -> tuple[str, ...]:
+    return tuple(rng.choice(SPACINGS, size=n_digits - 1, p=weights).tolist())
 
 
 def random_number(
-    images: np.ndarray, labels: np.ndarray, n_digits: int, rng: np.random.Generator, style: PhotoStyle = PhotoStyle()
+    images: np.ndarray, labels: np.ndarray, n_digits: int, rng: np.random.Generator, style: PhotoStyle = PhotoStyle(),
+    spacing_weights: Sequence[float] = SPACING_WEIGHTS,
 ) -> tuple[ComposedNumber, np.ndarray]:
-    """A number of n_digits random digits of `images` (uint8 (n, 28, 28), e.g. MNIST's test set); and which."""
+    """A number of n_digits random digits of `images` (uint8 (n, 28, 28), e.g. MNIST's test set), neighbours spaced
+    as drawn with spacing_weights (one per SPACINGS); and which digits."""
     chosen = rng.choice(len(images), size=n_digits, replace=False)
-    return compose_number(list(images[chosen]), labels[chosen].tolist(), random_spacings(n_digits, rng), rng, style), chosen
+    spacings = random_spacings(n_digits, rng, spacing_weights)
+    return compose_number(list(images[chosen]), labels[chosen].tolist(), spacings, rng, style), chosen
 
 
 def box_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
@@ -213,6 +217,17 @@ def box_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int,
     truth = np.array(composed.boxes, dtype=np.float64)  # (n_digits, 4)
     found = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     return np.abs(found[:, None, :] - truth[None, :, :]).max(axis=2) / (truth[:, 3] - truth[:, 1])[None, :]
+
+
+def pair_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+    """How far each box is from each pair of neighbouring digits' joint box (the union of theirs): its worst edge's
+    distance / the taller one's height, (n_boxes, n_digits - 1)."""
+    truth = np.array(composed.boxes, dtype=np.float64).reshape(-1, 4)
+    first, second = truth[:-1], truth[1:]
+    joint = np.concatenate([np.minimum(first[:, :2], second[:, :2]), np.maximum(first[:, 2:], second[:, 2:])], axis=1)
+    heights = np.maximum(first[:, 3] - first[:, 1], second[:, 3] - second[:, 1])
+    found = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.abs(found[:, None, :] - joint[None, :, :]).max(axis=2) / heights[None, :]
 
 
 def box_oracle(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:

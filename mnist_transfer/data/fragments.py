@@ -6,7 +6,9 @@ overlapping pairs, photo rendering) and segmented as `predict --number` segments
 box it matches (every edge within compose.MATCH_DISTANCE of the digit height), or NOT_A_DIGIT when it is further
 than NOT_A_DIGIT_DISTANCE from every digit: half a digit, two touching digits, a digit with a piece of its
 neighbour; those in between are left out. A classifier fitted on these learns to say when a candidate is not one
-digit, which the reading's score uses. Deterministic per seed, whatever the workers.
+digit, which the reading's score uses. The candidates also offered as pairs of digits (segment.PAIR_MIN_WIDTH)
+are labelled alike for the pair classifier: 10·a + b when the box matches two neighbours' joint box, NOT_A_PAIR
+when it is further than NOT_A_DIGIT_DISTANCE from every such box. Deterministic per seed, whatever the workers.
 """
 
 from __future__ import annotations
@@ -16,16 +18,31 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from mnist_transfer.data.compose import MATCH_DISTANCE, box_distances, random_number
+from mnist_transfer.data.compose import MATCH_DISTANCE, SPACING_WEIGHTS, box_distances, pair_distances, random_number
 from mnist_transfer.data.idx import IMAGE_SIDE_PX
-from mnist_transfer.data.segment import NOT_A_DIGIT, segment_number
+from mnist_transfer.data.segment import NOT_A_DIGIT, NOT_A_PAIR, PAIR_SHAPE, segment_number
 from mnist_transfer.errors import DataError
 
 NUMBERS_PER_TASK = 25  # numbers composed and segmented per task (each from its own seed: [seed, task])
-DIGITS_PER_NUMBER = (2, 6)  # lengths drawn uniformly, both ends included
+
+
+@dataclass(frozen=True)
+class NumberDraw:
+    """How the numbers are drawn: lengths uniformly in `lengths` (both ends included), neighbours spaced by
+    compose.SPACINGS drawn with `spacing_weights`."""
+
+    lengths: tuple[int, int]
+    spacing_weights: tuple[float, ...]
+
+
+READER_NUMBERS = NumberDraw((2, 6), SPACING_WEIGHTS)  # as benchmarks.numbers' numbers are spaced
+# for the pair classifier: shorter numbers, most neighbours close, touching or overlapping (more pairs per number)
+PAIR_NUMBERS = NumberDraw((2, 4), (0.2, 0.2, 0.25, 0.35))
 # Candidates whose box is off a true digit's by more than MATCH_DISTANCE but at most this share of its height are
 # left out: a digit with a sliver of its neighbour, or short of one, is neither clearly it nor clearly not one digit
 # (taught as "not one digit", the reader read 85.50 % of 400 four-digit numbers of seed 1 right; left out, 88.00 %;
@@ -33,63 +50,88 @@ DIGITS_PER_NUMBER = (2, 6)  # lengths drawn uniformly, both ends included
 NOT_A_DIGIT_DISTANCE = 0.25
 
 log = logging.getLogger(__name__)
+
+
+class Fragments(NamedTuple):
+    """Labelled candidates: for the number reader, and for its pair classifier."""
+
+    pixels: np.ndarray  # uint8 (n, 28, 28)
+    targets: np.ndarray  # int64 (n,): the digit, or NOT_A_DIGIT
+    pair_pixels: np.ndarray  # uint8 (m, 28, 56)
+    pair_targets: np.ndarray  # int64 (m,): 10·a + b, or NOT_A_PAIR
+
+
+NO_FRAGMENTS = Fragments(np.empty((0, IMAGE_SIDE_PX, IMAGE_SIDE_PX), np.uint8), np.empty(0, np.int64),
+                         np.empty((0, *PAIR_SHAPE), np.uint8), np.empty(0, np.int64))
 _shared: tuple[np.ndarray, np.ndarray] = (np.empty((0, IMAGE_SIDE_PX, IMAGE_SIDE_PX), np.uint8), np.empty(0, np.int64))
 
 
-def number_fragments(
-    images: np.ndarray, labels: np.ndarray, n_numbers: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 (n, 28, 28) candidates, (n,) int64 targets: the digit, or NOT_A_DIGIT) from n_numbers numbers
-    composed of `images` (uint8 (m, 28, 28)) with `labels`. A number whose photo segmentation refuses (no ink,
-    too many parts) gives nothing."""
-    pixels = [np.empty((0, IMAGE_SIDE_PX, IMAGE_SIDE_PX), np.uint8)]
-    targets = [np.empty(0, np.int64)]
+def number_fragments(images: np.ndarray, labels: np.ndarray, n_numbers: int, rng: np.random.Generator,
+                     draw: NumberDraw = READER_NUMBERS) -> Fragments:
+    """The candidates, and those offered as pairs, of n_numbers numbers composed of `images` (uint8 (m, 28, 28))
+    with `labels` as `draw` says, labelled. A number whose photo segmentation refuses (no ink, too many parts)
+    gives nothing."""
+    parts = [NO_FRAGMENTS]
     if not len(images):
-        return pixels[0], targets[0]
+        return NO_FRAGMENTS
     for _ in range(n_numbers):
-        length = min(len(images), int(rng.integers(DIGITS_PER_NUMBER[0], DIGITS_PER_NUMBER[1] + 1)))
-        composed, _ = random_number(images, labels, length, rng)
+        length = min(len(images), int(rng.integers(draw.lengths[0], draw.lengths[1] + 1)))
+        composed, _ = random_number(images, labels, length, rng, spacing_weights=draw.spacing_weights)
         try:
             segmentation = segment_number(composed.image())
         except DataError:
             continue
-        distance = box_distances(composed, [candidate.box for candidate in segmentation.candidates])
-        closest = distance.argmin(axis=1)
-        off = distance[np.arange(len(closest)), closest]
-        is_digit, kept = off <= MATCH_DISTANCE, (off <= MATCH_DISTANCE) | (off > NOT_A_DIGIT_DISTANCE)
-        digits = np.array([int(digit) for digit in composed.digits], np.int64)[closest]
-        pixels.append(segmentation.pixels[kept])
-        targets.append(np.where(is_digit, digits, NOT_A_DIGIT)[kept])
-    return np.concatenate(pixels), np.concatenate(targets)
+        digits = np.array([int(digit) for digit in composed.digits], np.int64)
+        boxes = [candidate.box for candidate in segmentation.candidates]
+        pixels, targets = labelled(segmentation.pixels, box_distances(composed, boxes), digits, NOT_A_DIGIT)
+        pair_boxes = [boxes[k] for k in segmentation.pairs]
+        pair_pixels, pair_targets = labelled(segmentation.pair_pixels, pair_distances(composed, pair_boxes),
+                                             10 * digits[:-1] + digits[1:], NOT_A_PAIR)
+        parts.append(Fragments(pixels, targets, pair_pixels, pair_targets))
+    return Fragments(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def labelled(pixels: np.ndarray, distance: np.ndarray, truth: np.ndarray, other: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates (pixels) with their distance to each true box (n, k) → (the kept ones, their targets): truth[j]
+    for those within MATCH_DISTANCE of box j (the closest), `other` for those further than NOT_A_DIGIT_DISTANCE
+    from every box; those in between are left out."""
+    if not distance.size:  # no true box (a 1-digit number has no pair): every candidate is `other`
+        return pixels, np.full(len(pixels), other, np.int64)
+    closest = distance.argmin(axis=1)
+    off = distance[np.arange(len(closest)), closest]
+    is_true, kept = off <= MATCH_DISTANCE, (off <= MATCH_DISTANCE) | (off > NOT_A_DIGIT_DISTANCE)
+    return pixels[kept], np.where(is_true, truth[closest], other)[kept]
 
 
 def fragments_in_parallel(
-    images: np.ndarray, labels: np.ndarray, n_numbers: int, seed: int, workers: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """number_fragments over tasks of NUMBERS_PER_TASK numbers, task k drawn from the seed [seed, k], in
-    `workers` processes (None: one per core); the same result for any number of workers. Logs progress."""
+    images: np.ndarray, labels: np.ndarray, n_numbers: int, seed: int, workers: int | None = None,
+    draw: NumberDraw = READER_NUMBERS,
+) -> Fragments:
+    """number_fragments (drawn as `draw` says) over tasks of NUMBERS_PER_TASK numbers, task k drawn from the seed
+    [seed, k], in `workers` processes (None: one per core); the same result for any number of workers. Logs
+    progress."""
     starts = range(0, n_numbers, NUMBERS_PER_TASK)
     tasks = [(k, min(NUMBERS_PER_TASK, n_numbers - start)) for k, start in enumerate(starts)]
     if not tasks or not len(images):
-        return number_fragments(images, labels, 0, np.random.default_rng(seed))  # none
+        return NO_FRAGMENTS
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     if workers == 1:
         _share(images, labels)
-        parts = _collect((_task(seed, k, n) for k, n in tasks), len(tasks))
+        parts = _collect((_task(seed, k, n, draw) for k, n in tasks), len(tasks))
     else:  # spawn: the caller may have started TensorFlow's threads, which a fork would copy half-locked
         context = get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_share, initargs=(images, labels)) as pool:
-            parts = _collect(pool.map(_task, [seed] * len(tasks), *zip(*tasks)), len(tasks))
-    return np.concatenate([p for p, _ in parts]), np.concatenate([t for _, t in parts])
+            parts = _collect(pool.map(_task, [seed] * len(tasks), *zip(*tasks), [draw] * len(tasks)), len(tasks))
+    return Fragments(*(np.concatenate(column) for column in zip(*parts)))
 
 
-def _collect(results: Iterable[tuple[np.ndarray, np.ndarray]], n_tasks: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def _collect(results: Iterable[Fragments], n_tasks: int) -> list[Fragments]:
     parts = []
     for done, part in enumerate(results, start=1):
         parts.append(part)
         if done == n_tasks or done % max(1, n_tasks // 10) == 0:
-            log.info("segmented %d of %d tasks of composed numbers: %d candidates so far", done, n_tasks,
-                     sum(len(t) for _, t in parts))
+            log.info("segmented %d of %d tasks of composed numbers: %d candidates and %d pairs so far", done, n_tasks,
+                     sum(len(p.targets) for p in parts), sum(len(p.pair_targets) for p in parts))
     return parts
 
 
@@ -98,5 +140,5 @@ def _share(images: np.ndarray, labels: np.ndarray) -> None:
     _shared = (images, labels)
 
 
-def _task(seed: int, task: int, n_numbers: int) -> tuple[np.ndarray, np.ndarray]:
-    return number_fragments(*_shared, n_numbers, np.random.default_rng([seed, task]))
+def _task(seed: int, task: int, n_numbers: int, draw: NumberDraw) -> Fragments:
+    return number_fragments(*_shared, n_numbers, np.random.default_rng([seed, task]), draw)

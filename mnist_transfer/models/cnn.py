@@ -79,19 +79,20 @@ def load_digits(records: Sequence[ImageRecord], data_root: Path) -> Digits:
     return Digits(np.concatenate(parts), labels, np.array([record.rel_path for record in records], dtype=str))
 
 
-def build_cnn(params: CnnParams, n_classes: int = N_CLASSES) -> Any:
+def build_cnn(params: CnnParams, n_classes: int = N_CLASSES, shape: tuple[int, int, int] = DIGIT_SHAPE) -> Any:
     """Blocks of two unpadded 3×3 convolutions (batch norm, ReLU) and 2×2 max pooling, then dense → dropout →
     softmax; two blocks take 28 px to 12 and 4 (unpadded: half the compute of padded ones, measured on 2 cores,
     for the same validation accuracy).
 
-    Input: float32 (batch, 28, 28, 1) pixels in 0..255; output: n_classes probabilities (the number reader has 11).
+    Input: float32 (batch, *shape) pixels in 0..255, 28×28×1 digits (a number reader's pairs: 28×56×1); output:
+    n_classes probabilities (the number reader has 11, its pair reader 101).
     Weights drawn from `params.seed`.
     """
     import keras
 
     layers = keras.layers
     keras.utils.set_random_seed(params.seed)
-    inputs = keras.Input(DIGIT_SHAPE, name="pixels")
+    inputs = keras.Input(shape, name="pixels")
     hidden = layers.Rescaling(1 / 255, name="scale")(inputs)
     for block, filters in enumerate(params.filters, start=1):
         for conv in (1, 2):
@@ -161,7 +162,7 @@ def compiled_trainer(cnn: Any, params: CnnParams, steps: int) -> Any:
     (jit_compile), as Keras decides on a CPU: it made an epoch ~1.6× slower here (docs/pipeline.md)."""
     import keras
 
-    trainer = keras.Sequential([keras.Input(DIGIT_SHAPE, name="pixels"), cnn], name="cnn_training")
+    trainer = keras.Sequential([keras.Input(cnn.input_shape[1:], name="pixels"), cnn], name="cnn_training")
     trainer.compile(
         optimizer=keras.optimizers.Adam(one_cycle(params, steps)),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing), metrics=["accuracy"],
@@ -182,7 +183,7 @@ def train_cnn(
 
     Args:
         sample_weight: (len(train),) weight of each training digit in the loss; None: all 1.
-        n_classes: the labels' classes: 10 digits, or the number reader's 11.
+        n_classes: the labels' classes: 10 digits, the number reader's 11, or its pair reader's 101.
     Returns the CNN after its last epoch (the schedule ends at learning rate 0) and its figures.
     """
     import tensorflow as tf
@@ -190,7 +191,7 @@ def train_cnn(
     tf.config.experimental.enable_op_determinism()
     if not len(train.labels) or not len(valid.labels):
         raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
-    cnn = build_cnn(params, n_classes)
+    cnn = build_cnn(params, n_classes, train.images.shape[1:])
     steps_per_epoch = -(-len(train.labels) // params.batch_size)
     trainer = compiled_trainer(cnn, params, steps_per_epoch * params.epochs)
     validation = batches((valid.images, tf.one_hot(valid.labels, n_classes).numpy()), PREDICT_BATCH)
@@ -227,16 +228,20 @@ def robustness(cnn: Any, digits: Digits, seed: int) -> dict[str, float]:
 
 
 def export_cnn(
-    cnn: Any, model_dir: Path, metadata: ModelMetadata | None = None, labels: Sequence[str] = DIGIT_LABELS
+    cnn: Any, model_dir: Path, metadata: ModelMetadata | None = None, labels: Sequence[str] = DIGIT_LABELS,
+    extras: dict[str, Any] | None = None,
 ) -> None:
-    """Write the SavedModel (the transfer model's signatures), labels.txt (`labels`, one per class), cnn.keras
-    and model.json (with metadata) into model_dir, atomically."""
+    """Write the SavedModel (the transfer model's signatures), labels.txt (`labels`, one per class), cnn.keras,
+    model.json (with metadata) and each of `extras` (file name → a Keras model beside it) into model_dir,
+    atomically."""
     module = classifier_module(
         prepare=digit_pixels, classify=lambda pixels: cnn(pixels, training=False), parts={"cnn": cnn}
     )
 
     def write_extras(folder: Path) -> None:
         cnn.save(folder / CNN_FILE)
+        for name, model in (extras or {}).items():
+            model.save(folder / name)
         if metadata is not None:
             write_metadata(metadata, folder)
 

@@ -32,6 +32,7 @@ LABELS_FILE = "labels.txt"
 DIGIT_LABELS = tuple(str(digit) for digit in range(N_CLASSES))  # labels.txt of a digit classifier
 HEAD_FILE = "head.keras"
 TFLITE_FILE = "model.tflite"
+PAIRS_FILE = "pairs.keras"  # a number reader's pair classifier (mnist_transfer.models.reader), in its folder
 TfliteKind = Literal["quantised", "float"]  # dynamic-range int8 weights, or float32 as trained
 
 

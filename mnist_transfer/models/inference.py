@@ -2,7 +2,8 @@
 
 Wraps any model exported with the project's signatures (export.py: the transfer model in data/model, the
 from-scratch CNN in data/cnn): loaded once, then 28×28 MNIST-like images in, calibrated probabilities out, in
-batches (the temperature of the folder's model.json, mnist_transfer.models.calibration; 1 without one).
+batches (the temperature of the folder's model.json, mnist_transfer.models.calibration; 1 without one). A number
+reader's folder (data/reader) also holds its pair classifier (export.PAIRS_FILE), loaded with it: `pair_classifier`.
 Raw photos go through mnist_transfer.normalise.normalise_digit first. default_model_dir picks the folder
 to answer with when none is named (the rule: mnist_transfer.models.metadata).
 """
@@ -10,7 +11,7 @@ to answer with when none is named (the rule: mnist_transfer.models.metadata).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from mnist_transfer.models.calibration import apply_temperature
 from mnist_transfer.models.export import (
     HEAD_FILE,
     LABELS_FILE,
+    PAIRS_FILE,
     SAVED_MODEL_DIR,
     TFLITE_FILE,
     TfliteClassifier,
@@ -49,6 +51,7 @@ class DigitModel:
     loaded: Any  # the SavedModel object (kept alive, its signatures need it), or a TfliteClassifier
     batch_size: int = DEFAULT_BATCH_SIZE
     metadata: ModelMetadata | None = None  # the folder's model.json (None: exported before it existed)
+    pairs: Any = None  # a number reader's pair classifier (a Keras model), or None
 
     @property
     def name(self) -> str:
@@ -83,7 +86,28 @@ class DigitModel:
         loaded = load_exported(model_dir)
         if SIGNATURE not in loaded.signatures:
             raise ModelNotFoundError(f"{model_dir}: the SavedModel has no '{SIGNATURE}' signature; re-export it")
-        return cls(model_dir, labels, identity, loaded, metadata=metadata)
+        pairs = None
+        if (model_dir / PAIRS_FILE).is_file():
+            import keras
+
+            pairs = keras.saving.load_model(model_dir / PAIRS_FILE)
+        return cls(model_dir, labels, identity, loaded, metadata=metadata, pairs=pairs)
+
+    @property
+    def pair_classifier(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """uint8 (n, 28, 56) pairs → float32 (n, 101) probabilities (segment.ClassifyPairs), for a number reader
+        with a pair classifier (not with tflite=True); else None."""
+        if self.pairs is None:
+            return None
+
+        def classify(pairs: np.ndarray) -> np.ndarray:
+            if pairs.ndim != 3 or pairs.dtype != np.uint8:
+                raise ValueError(f"expected uint8 (n, 28, 56) pairs, got {pairs.dtype} {pairs.shape}")
+            batches = [np.asarray(self.pairs(pairs[start : start + self.batch_size, :, :, None].astype(np.float32),
+                                             training=False)) for start in range(0, len(pairs), self.batch_size)]
+            return np.concatenate(batches) if batches else np.empty((0, self.pairs.output_shape[-1]), np.float32)
+
+        return classify
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 (n, 28, 28) MNIST-like images → float32 (n, n_classes) calibrated probabilities."""
@@ -126,8 +150,9 @@ def default_model_dir(candidates: Sequence[Path]) -> tuple[Path, str]:
 
 def model_identity(model_dir: Path, graph: Path, labels_path: Path) -> str:
     """'<folder>@<digest>' of the graph, the labels, the variables' index (which holds each tensor's CRC) and
-    model.json (its temperature changes the answers)."""
+    model.json (its temperature changes the answers), and a number reader's pair classifier."""
     digest = hashlib.sha256()
-    for part in (graph, labels_path, graph.parent / "variables" / "variables.index", model_dir / METADATA_FILE):
+    for part in (graph, labels_path, graph.parent / "variables" / "variables.index", model_dir / METADATA_FILE,
+                 model_dir / PAIRS_FILE):
         digest.update(part.read_bytes() if part.is_file() else b"")
     return f"{model_dir.resolve()}@{digest.hexdigest()[:12]}"
