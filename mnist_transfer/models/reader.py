@@ -8,8 +8,9 @@ their own, so the reading can tell them apart (segment.Weights.not_digit). Expor
 CNN (cnn.export_cnn) with 11 labels: 0–9 and READER_LABELS[-1].
 
 Its second model reads a wide candidate as a pair of digits (segment.pair_pixels: 28×56; 101 classes, 10·a + b
-and NOT_A_PAIR): the same CNN recipe on the 28×56 pairs cut from the same composed numbers, saved beside it as
-export.PAIRS_FILE (a Keras model; the DigitModel that loads data/reader loads it too).
+and NOT_A_PAIR): the same CNN recipe on the 28×56 pairs among the same candidates and among those of
+reader.pair_numbers more numbers (fragments.PAIR_NUMBERS), saved beside it as export.PAIRS_FILE (a Keras model;
+the DigitModel that loads data/reader loads it too).
 """
 
 from __future__ import annotations
