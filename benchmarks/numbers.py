@@ -31,7 +31,7 @@ from benchmarks.record import add_record_flag, record_all
 from mnist_transfer.data.compose import ComposedNumber, box_oracle, compose_number, failure_cause, random_number
 from mnist_transfer.data.idx import read_images, read_labels
 from mnist_transfer.data.normalise import normalise_digit
-from mnist_transfer.data.segment import choose_digits, digit_probabilities, segment_number
+from mnist_transfer.data.segment import choose_digits, classify_pair_candidates, digit_probabilities, segment_number
 
 LENGTHS = (2, 4, 6, 8)
 CAUSES = ("no candidate", "misread", "path", "error")  # why a number is read wrong (compose.failure_cause, or raised)
@@ -113,10 +113,8 @@ def read_with(classify, composed: ComposedNumber, classify_pairs=None) -> tuple[
         candidate_boxes = [c.box for c in segmentation.candidates]
         probabilities = box_oracle(composed, candidate_boxes) if classify is None \
             else np.asarray(classify(segmentation.pixels), np.float64)
-        pair_probabilities = None
-        if classify_pairs is not None and segmentation.pairs:
-            pair_probabilities = np.asarray(classify_pairs(segmentation.pair_pixels), np.float64)
-        reading = choose_digits(segmentation, probabilities, pair_probabilities=pair_probabilities)
+        reading = choose_digits(segmentation, probabilities,
+                                pair_probabilities=classify_pair_candidates(segmentation, classify_pairs))
     except DataError:
         return "", 0.0, [], "error"
     cause = None if reading.number == composed.digits \

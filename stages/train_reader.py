@@ -54,13 +54,12 @@ def main(params: Params) -> None:
     digits = load_digits(list_images(args.images, data_root) + list_images(args.own, data_root, required=False),
                          data_root)
     is_validation = validation_mask(digits.rel_paths, split.validation_percentage)
-    n_valid_numbers = round(reader.numbers * is_validation.mean() / max(1e-9, 1 - is_validation.mean()))
+    valid_share = is_validation.mean() / max(1e-9, 1 - is_validation.mean())  # validation numbers per training one
     n_pair_numbers = reader.pair_numbers if reader.pairs else 0
-    n_valid_pair_numbers = round(n_pair_numbers * is_validation.mean() / max(1e-9, 1 - is_validation.mean()))
     train, train_pairs = with_fragments(digits.subset(~is_validation), reader.numbers, n_pair_numbers,
                                         params.cnn.seed, reader.workers)
-    valid, valid_pairs = with_fragments(digits.subset(is_validation), n_valid_numbers, n_valid_pair_numbers,
-                                        params.cnn.seed + 1, reader.workers)
+    valid, valid_pairs = with_fragments(digits.subset(is_validation), round(reader.numbers * valid_share),
+                                        round(n_pair_numbers * valid_share), params.cnn.seed + 1, reader.workers)
     log.info("training on %d digits and candidates (%.0f %% not one digit), validating on %d",
              len(train.labels), 100 * (train.labels == N_READER_CLASSES - 1).mean(), len(valid.labels))
 

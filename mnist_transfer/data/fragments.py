@@ -17,8 +17,8 @@ import logging
 import os
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from dataclasses import dataclass
+from multiprocessing import get_context
 from typing import NamedTuple
 
 import numpy as np

@@ -92,8 +92,9 @@ class Weights:
     skip: float = 3.0  # per atom left out as a speck
     digit: float = 0.3  # a bonus per digit: > 0 favours more, narrower digits (touching ones read as one)
     sharpness: float = 0.35  # the classifier's log-probabilities are scaled by this (see softened_top)
-    not_digit: float = 2.0  # × log(1 − p(NOT_A_DIGIT)), for a number reader (chosen on composed numbers of seed 1);
-    # the same × log(1 − p(NOT_A_PAIR)) for a pair
+    # × log(1 − p(NOT_A_DIGIT)) for a number reader, and × log(1 − p(NOT_A_PAIR)) for a pair (chosen on composed
+    # numbers of seed 1)
+    not_digit: float = 2.0
     # added to a pair's score (chosen on the 400 four-digit numbers of seed 1, with the shipped reader: −1 read
     # 90.50 %, −2 91.50 %, −2.5 92.00 %, −3 92.25 %, −4 91.25 %; 2-core Intel Xeon, 2026-12-04)
     pair: float = -3.0
@@ -197,11 +198,16 @@ def read_number(image: Image.Image, classify: Classify, weights: Weights = Weigh
     NumberError (no part can be a digit).
     """
     segmentation = segment_number(image)
-    pair_probabilities = None
-    if classify_pairs is not None and segmentation.pairs:
-        pair_probabilities = np.asarray(classify_pairs(segmentation.pair_pixels), dtype=np.float64)
     return choose_digits(segmentation, np.asarray(classify(segmentation.pixels), dtype=np.float64), weights,
-                         pair_probabilities)
+                         classify_pair_candidates(segmentation, classify_pairs))
+
+
+def classify_pair_candidates(segmentation: Segmentation, classify_pairs: ClassifyPairs | None) -> np.ndarray | None:
+    """The pair classifier's (len(segmentation.pairs), 101) probabilities, for choose_digits; None without a pair
+    classifier or without a candidate wide enough to be a pair."""
+    if classify_pairs is None or not segmentation.pairs:
+        return None
+    return np.asarray(classify_pairs(segmentation.pair_pixels), dtype=np.float64)
 
 
 def segment_number(image: Image.Image) -> Segmentation:
@@ -274,10 +280,15 @@ def digit_probabilities(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def candidate_score(candidate: Candidate, probabilities: np.ndarray, weights: Weights) -> float:
     """log(top probability, softened) + the width and height priors (≤ 0) + the digit bonus."""
-    too_wide = max(0.0, candidate.width - MAX_DIGIT_WIDTH) / 0.2
+    return softened_top(probabilities, weights.sharpness) + shape_priors(candidate, weights, 1) + weights.digit
+
+
+def shape_priors(candidate: Candidate, weights: Weights, n_digits: int) -> float:
+    """The width and height priors (≤ 0) of a candidate read as n_digits digits: wider than n_digits ×
+    MAX_DIGIT_WIDTH, or lower than MIN_DIGIT_HEIGHT, costs the square of the excess."""
+    too_wide = max(0.0, candidate.width - n_digits * MAX_DIGIT_WIDTH) / 0.2
     too_low = max(0.0, MIN_DIGIT_HEIGHT - candidate.height) / 0.1
-    return (softened_top(probabilities, weights.sharpness) - weights.width * too_wide**2
-            - weights.height * too_low**2 + weights.digit)
+    return -weights.width * too_wide**2 - weights.height * too_low**2
 
 
 def softened_top(probabilities: np.ndarray, sharpness: float) -> float:
@@ -306,10 +317,8 @@ def pair_score(candidate: Candidate, probabilities: np.ndarray, weights: Weights
     """A candidate read as two digits: each digit's softened top as a digit's, the priors for two digits' width,
     two digit bonuses, Weights.not_digit × log(1 − p(NOT_A_PAIR)) and Weights.pair."""
     left, right = pair_marginals(probabilities)
-    too_wide = max(0.0, candidate.width - 2 * MAX_DIGIT_WIDTH) / 0.2
-    too_low = max(0.0, MIN_DIGIT_HEIGHT - candidate.height) / 0.1
-    return (softened_top(left, weights.sharpness) + softened_top(right, weights.sharpness) - weights.width * too_wide**2
-            - weights.height * too_low**2 + 2 * weights.digit
+    return (softened_top(left, weights.sharpness) + softened_top(right, weights.sharpness)
+            + shape_priors(candidate, weights, 2) + 2 * weights.digit
             + weights.not_digit * np.log(max(1 - float(probabilities[NOT_A_PAIR]), EPSILON)) + weights.pair)
 
 
