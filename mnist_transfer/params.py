@@ -264,6 +264,7 @@ class ReaderParams(Section):
         3000, "numbers of 2-4 training digits, most of them close or touching, composed and segmented for the pair "
         "classifier alone (~7 pairs each)", ge=0,
     )
+    pair_epochs: int = _field(6, "epochs of the one-cycle schedule over the pair classifier's examples", ge=1)
 
 
 class Params(Section):

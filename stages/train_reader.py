@@ -75,7 +75,8 @@ def main(params: Params) -> None:
         if reader.pairs and len(train_pairs.labels) and len(valid_pairs.labels):
             log.info("training the pair classifier on %d candidates (%d pairs), validating on %d",
                      len(train_pairs.labels), (train_pairs.labels < N_PAIR_CLASSES - 1).sum(), len(valid_pairs.labels))
-            extras[PAIRS_FILE], pair_summary = train_cnn(train_pairs, valid_pairs, cnn_params, [],
+            extras[PAIRS_FILE], pair_summary = train_cnn(train_pairs, valid_pairs,
+                                                         reader_cnn_params(params.cnn, reader, pairs=True), [],
                                                          n_classes=N_PAIR_CLASSES)
             summary.update(pair_figures(predict_probabilities(extras[PAIRS_FILE], valid_pairs.images), valid_pairs))
             summary.update({f"pair_{key}": pair_summary[key] for key in ("train_seconds", "n_train", "epochs_run")})

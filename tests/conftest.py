@@ -100,6 +100,7 @@ def configure_stand_in_run(repo: Path, mnist_dir: Path, limit_per_class: int, ex
             "cnn.batch_size": 32,  # a few hundred digits: enough steps for the one-cycle schedule to learn
             "reader.numbers": 10,  # the number reader: a few hundred candidates, one epoch
             "reader.pair_numbers": 10,  # and its pair classifier: a few hundred candidates more
+            "reader.pair_epochs": 1,
             "reader.epochs": 1,
             # a CNN trained for seconds has near-ties that int8 weights flip (measured: 1 of 40 sampled digits)
             "label.tflite_min_agreement": 0.9,

@@ -26,7 +26,9 @@ from mnist_transfer.evaluation.predictions import PREDICTION_COLUMNS, shard_of
 from mnist_transfer.models.augment import affine_rows, augment_batch
 from mnist_transfer.models.cnn import (
     CNN_FILE,
+    N_PAIR_CLASSES,
     Digits,
+    build_cnn,
     digit_pixels,
     export_cnn,
     load_digits,
@@ -82,6 +84,29 @@ def test_training_is_deterministic_for_a_seed(mnist_digits: Digits):
     probabilities = predict_probabilities(first, small.images)
     np.testing.assert_array_equal(probabilities, predict_probabilities(second, small.images))
     assert not np.array_equal(probabilities, predict_probabilities(other_seed, small.images))
+
+
+def test_the_pair_head_is_a_pair_times_a_left_digit_times_a_right_digit(tmp_path: Path):
+    """With its 22 learnt logits set by hand (left 3 and right 5 likelier, "a pair" against "not a pair"), the pair
+    reader's 101 probabilities are p(pair) · p(left a) · p(right b), and NOT_A_PAIR's the rest; saved and loaded
+    as plain Keras, it gives the same."""
+    import keras
+
+    cnn = build_cnn(FAST, N_PAIR_CLASSES, (28, 56, 1))
+    parts = cnn.get_layer("pair_parts")
+    left, right, pair, not_pair = np.zeros(10), np.zeros(10), 1.0, 0.0
+    left[3], right[5] = np.log(4), np.log(2)
+    kernel, _ = parts.get_weights()
+    parts.set_weights([np.zeros_like(kernel), np.concatenate([left, right, [pair, not_pair]]).astype(np.float32)])
+    probabilities = predict_probabilities(cnn, np.zeros((1, 28, 56, 1), np.uint8))[0]
+    p_pair = np.exp(pair) * 13 * 11 / (np.exp(pair) * 13 * 11 + np.exp(not_pair))  # Σ exp(left) = 13, Σ exp(right) = 11
+    assert probabilities[35] == pytest.approx(p_pair * 4 / 13 * 2 / 11, rel=1e-5)
+    assert probabilities[12] == pytest.approx(p_pair / 13 / 11, rel=1e-5)
+    assert probabilities[100] == pytest.approx(1 - p_pair, rel=1e-5) and probabilities.sum() == pytest.approx(1)
+    cnn.save(tmp_path / "pairs.keras")
+    loaded = keras.models.load_model(tmp_path / "pairs.keras")
+    assert np.allclose(predict_probabilities(loaded, np.zeros((1, 28, 56, 1), np.uint8))[0], probabilities, atol=1e-6)
+    assert not loaded.get_layer("pair_logits").trainable
 
 
 def test_empty_validation_split_is_named(mnist_digits: Digits):

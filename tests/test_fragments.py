@@ -47,6 +47,19 @@ def difference(first: np.ndarray, second: np.ndarray) -> float:
     return float(np.abs(first.astype(float) - second.astype(float)).mean())
 
 
+def test_labelled_keeps_matches_and_far_ones_and_what_is_marked_other():
+    """Distances (candidates × true boxes) in digit heights: within MATCH_DISTANCE (0.12) is that digit, beyond
+    NOT_A_DIGIT_DISTANCE (0.25) is `other`, in between is left out unless marked other (three digits read as a
+    pair) — and a match stays a match though marked."""
+    distance = np.array([[0.05, 0.9], [0.9, 0.1], [0.2, 0.9], [0.2, 0.9], [0.5, 0.3], [0.05, 0.9]])
+    pixels = np.arange(6)
+    marked = np.array([False, False, False, True, False, True])
+    kept, targets = fragments.labelled(pixels, distance, np.array([7, 4]), NOT_A_DIGIT)
+    assert kept.tolist() == [0, 1, 4, 5] and targets.tolist() == [7, 4, NOT_A_DIGIT, 7]
+    kept, targets = fragments.labelled(pixels, distance, np.array([7, 4]), NOT_A_DIGIT, marked)
+    assert kept.tolist() == [0, 1, 3, 4, 5] and targets.tolist() == [7, 4, NOT_A_DIGIT, NOT_A_DIGIT, 7]
+
+
 def test_no_digits_give_no_candidates():
     none = number_fragments(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5, np.random.default_rng(0))
     assert none.pixels.shape == (0, 28, 28) and none.targets.shape == (0,)

@@ -186,6 +186,9 @@ def test_pair_distances_known_answer():
     assert distance.shape == (2, 2) and distance[0, 0] == 0.0
     height = max(a[3] - a[1], b[3] - b[1])
     assert distance[1, 0] == pytest.approx(max(abs(a[k] - joint[k]) for k in range(4)) / height)
+    (triple,) = pair_distances(composed, [(min(a[0], c[0]), min(a[1], b[1], c[1]), max(b[2], c[2]),
+                                           max(a[3], b[3], c[3]))], span=3)
+    assert triple.shape == (1,) and triple[0] == 0.0
 
 
 def test_a_pair_classifier_reads_two_digits_no_cut_separates():

@@ -219,13 +219,13 @@ def box_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int,
     return np.abs(found[:, None, :] - truth[None, :, :]).max(axis=2) / (truth[:, 3] - truth[:, 1])[None, :]
 
 
-def pair_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
-    """How far each box is from each pair of neighbouring digits' joint box (the union of theirs): its worst edge's
-    distance / the taller one's height, (n_boxes, n_digits - 1)."""
+def pair_distances(composed: ComposedNumber, boxes: Sequence[tuple[int, int, int, int]], span: int = 2) -> np.ndarray:
+    """How far each box is from each run of `span` neighbouring digits' joint box (the union of theirs): its worst
+    edge's distance / the tallest one's height, (n_boxes, n_digits - span + 1)."""
     truth = np.array(composed.boxes, dtype=np.float64).reshape(-1, 4)
-    first, second = truth[:-1], truth[1:]
-    joint = np.concatenate([np.minimum(first[:, :2], second[:, :2]), np.maximum(first[:, 2:], second[:, 2:])], axis=1)
-    heights = np.maximum(first[:, 3] - first[:, 1], second[:, 3] - second[:, 1])
+    runs = np.stack([truth[start:len(truth) - span + 1 + start] for start in range(span)])  # (span, n_runs, 4)
+    joint = np.concatenate([runs[..., :2].min(axis=0), runs[..., 2:].max(axis=0)], axis=1)
+    heights = (runs[..., 3] - runs[..., 1]).max(axis=0)
     found = np.array(boxes, dtype=np.float64).reshape(-1, 4)
     return np.abs(found[:, None, :] - joint[None, :, :]).max(axis=2) / heights[None, :]
 

@@ -8,7 +8,8 @@ than NOT_A_DIGIT_DISTANCE from every digit: half a digit, two touching digits, a
 neighbour; those in between are left out. A classifier fitted on these learns to say when a candidate is not one
 digit, which the reading's score uses. The candidates also offered as pairs of digits (segment.PAIR_MIN_WIDTH)
 are labelled alike for the pair classifier: 10·a + b when the box matches two neighbours' joint box, NOT_A_PAIR
-when it is further than NOT_A_DIGIT_DISTANCE from every such box. Deterministic per seed, whatever the workers.
+when it is further than NOT_A_DIGIT_DISTANCE from every such box or matches three neighbours' (two digits and a
+narrow 1 are near a pair's box, yet not a pair). Deterministic per seed, whatever the workers.
 """
 
 from __future__ import annotations
@@ -85,21 +86,24 @@ def number_fragments(images: np.ndarray, labels: np.ndarray, n_numbers: int, rng
         boxes = [candidate.box for candidate in segmentation.candidates]
         pixels, targets = labelled(segmentation.pixels, box_distances(composed, boxes), digits, NOT_A_DIGIT)
         pair_boxes = [boxes[k] for k in segmentation.pairs]
+        three_digits = (pair_distances(composed, pair_boxes, span=3) <= MATCH_DISTANCE).any(axis=1)
         pair_pixels, pair_targets = labelled(segmentation.pair_pixels, pair_distances(composed, pair_boxes),
-                                             10 * digits[:-1] + digits[1:], NOT_A_PAIR)
+                                             10 * digits[:-1] + digits[1:], NOT_A_PAIR, three_digits)
         parts.append(Fragments(pixels, targets, pair_pixels, pair_targets))
     return Fragments(*(np.concatenate(column) for column in zip(*parts)))
 
 
-def labelled(pixels: np.ndarray, distance: np.ndarray, truth: np.ndarray, other: int) -> tuple[np.ndarray, np.ndarray]:
+def labelled(pixels: np.ndarray, distance: np.ndarray, truth: np.ndarray, other: int,
+             is_other: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidates (pixels) with their distance to each true box (n, k) → (the kept ones, their targets): truth[j]
     for those within MATCH_DISTANCE of box j (the closest), `other` for those further than NOT_A_DIGIT_DISTANCE
-    from every box; those in between are left out."""
+    from every box and for those that `is_other` (n,) marks and match none; those in between are left out."""
     if not distance.size:  # no true box (a 1-digit number has no pair): every candidate is `other`
         return pixels, np.full(len(pixels), other, np.int64)
     closest = distance.argmin(axis=1)
     off = distance[np.arange(len(closest)), closest]
-    is_true, kept = off <= MATCH_DISTANCE, (off <= MATCH_DISTANCE) | (off > NOT_A_DIGIT_DISTANCE)
+    is_true = off <= MATCH_DISTANCE
+    kept = is_true | (off > NOT_A_DIGIT_DISTANCE) | (False if is_other is None else is_other)
     return pixels[kept], np.where(is_true, truth[closest], other)[kept]
 
 

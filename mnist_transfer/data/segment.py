@@ -95,8 +95,9 @@ class Weights:
     # × log(1 − p(NOT_A_DIGIT)) for a number reader, and × log(1 − p(NOT_A_PAIR)) for a pair (chosen on composed
     # numbers of seed 1)
     not_digit: float = 2.0
-    # added to a pair's score (chosen on the 400 four-digit numbers of seed 1, with the shipped reader: −1 read
-    # 90.50 %, −2 91.50 %, −2.5 92.00 %, −3 92.25 %, −4 91.25 %; 2-core Intel Xeon, 2026-12-04)
+    # added to a pair's score (chosen on four-digit numbers of seed 1, with the shipped reader: −1 read 90.50 % of
+    # 400, −2 91.50 %, −2.5 92.00 %, −3 92.25 %, −4 91.25 %; with the factorised pair classifier, −2 read 92.00 % of
+    # 1,000 and −3 92.60 %; 2-core Intel Xeon, 2026-12-04/05)
     pair: float = -3.0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from mnist_transfer.data.distort import distortions
 from mnist_transfer.data.idx import IMAGE_SIDE_PX, N_CLASSES
 from mnist_transfer.data.records import ImageRecord
+from mnist_transfer.data.segment import NOT_A_PAIR
 from mnist_transfer.errors import DataError, ParamsError
 from mnist_transfer.features.decode import first_undecodable, map_decoded
 from mnist_transfer.models.export import DIGIT_LABELS, classifier_module, classifier_signatures, save_classifier
@@ -32,6 +33,7 @@ CNN_FILE = "cnn.keras"
 DECODE_BATCH = 2048  # encoded images per decoding call
 PREDICT_BATCH = 1024  # images per inference call
 DIGIT_SHAPE = (IMAGE_SIDE_PX, IMAGE_SIDE_PX, 1)
+N_PAIR_CLASSES = NOT_A_PAIR + 1  # a number reader's pair reader: 10·a + b, and NOT_A_PAIR
 WARMUP_SHARE = 0.2  # of the one-cycle schedule's steps: the learning rate rises, then decays
 BN_MOMENTUM = 0.9  # batch-norm statistics settle within an epoch even on small subsets (Keras' 0.99 needs ~500 steps)
 
@@ -85,7 +87,7 @@ def build_cnn(params: CnnParams, n_classes: int = N_CLASSES, shape: tuple[int, i
     for the same validation accuracy).
 
     Input: float32 (batch, *shape) pixels in 0..255, 28×28×1 digits (a number reader's pairs: 28×56×1); output:
-    n_classes probabilities (the number reader has 11, its pair reader 101).
+    n_classes probabilities (the number reader has 11, its pair reader 101: `pair_logits`).
     Weights drawn from `params.seed`.
     """
     import keras
@@ -104,8 +106,30 @@ def build_cnn(params: CnnParams, n_classes: int = N_CLASSES, shape: tuple[int, i
     hidden = layers.Dense(params.dense_units, use_bias=False, name="dense")(hidden)
     hidden = layers.ReLU(name="relu_dense")(layers.BatchNormalization(momentum=BN_MOMENTUM, name="norm_dense")(hidden))
     hidden = layers.Dropout(params.dropout, seed=params.seed, name="dropout")(hidden)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
+    if n_classes == N_PAIR_CLASSES:
+        outputs = layers.Softmax(name="probabilities")(pair_logits(hidden))
+    else:
+        outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
     return keras.Model(inputs, outputs, name="cnn")
+
+
+def pair_logits(hidden: Any) -> Any:
+    """The pair reader's 101 logits, factorised: class 10·a + b gets left(a) + right(b) + pair and NOT_A_PAIR its
+    own, from 22 learnt logits through a fixed 0/1 matrix. Under the softmax, p(10·a + b) = p(a pair) · p(left a)
+    · p(right b), so every pair with a 3 on its left teaches the same left 3 — ~100× the examples a class of its
+    own would get — and the saved model is plain Keras layers with the usual 101 probabilities."""
+    import keras
+
+    parts = keras.layers.Dense(2 * N_CLASSES + 2, name="pair_parts")(hidden)  # left digit, right digit, pair, not
+    mapping = keras.layers.Dense(N_PAIR_CLASSES, use_bias=False, trainable=False, name="pair_logits")
+    logits = mapping(parts)
+    matrix = np.zeros((2 * N_CLASSES + 2, N_PAIR_CLASSES), np.float32)
+    for left in range(N_CLASSES):
+        for right in range(N_CLASSES):
+            matrix[[left, N_CLASSES + right, 2 * N_CLASSES], N_CLASSES * left + right] = 1
+    matrix[2 * N_CLASSES + 1, NOT_A_PAIR] = 1
+    mapping.set_weights([matrix])
+    return logits
 
 
 def batches(columns: tuple[np.ndarray, ...], batch_size: int) -> Any:

@@ -19,13 +19,12 @@ import numpy as np
 
 from mnist_transfer.data.fragments import PAIR_NUMBERS, fragments_in_parallel
 from mnist_transfer.data.segment import NOT_A_DIGIT, NOT_A_PAIR
-from mnist_transfer.models.cnn import Digits
+from mnist_transfer.models.cnn import N_PAIR_CLASSES, Digits
 from mnist_transfer.models.export import DIGIT_LABELS
 from mnist_transfer.params import CnnParams, ReaderParams
 
 READER_LABELS = (*DIGIT_LABELS, "not-a-digit")  # labels.txt of data/reader; class NOT_A_DIGIT last
 N_READER_CLASSES = NOT_A_DIGIT + 1
-N_PAIR_CLASSES = NOT_A_PAIR + 1
 FRAGMENT_PATH = "fragment"  # the rel_path of every candidate cut from a composed number
 # NOT_A_PAIR examples kept per pair example (drawn at random; all of them are ~4 per pair): trained on those of
 # 3,000 numbers of PAIR_NUMBERS alone, the pair classifier read 82 % of the pairs cut from composed test digits and
@@ -34,9 +33,10 @@ PAIR_NEGATIVES = 1.5
 PAIR_SEED = 1000  # the pair numbers are drawn from [seed + PAIR_SEED, task]: not the reader's numbers again
 
 
-def reader_cnn_params(cnn: CnnParams, reader: ReaderParams) -> CnnParams:
-    """The CNN's recipe (architecture, schedule, augmentation) for reader.epochs epochs."""
-    return cnn.model_copy(update={"epochs": reader.epochs})
+def reader_cnn_params(cnn: CnnParams, reader: ReaderParams, pairs: bool = False) -> CnnParams:
+    """The CNN's recipe (architecture, schedule, augmentation) for reader.epochs epochs (the pair classifier's:
+    reader.pair_epochs)."""
+    return cnn.model_copy(update={"epochs": reader.pair_epochs if pairs else reader.epochs})
 
 
 def with_fragments(digits: Digits, n_numbers: int, n_pair_numbers: int, seed: int, workers: int | None = None
