@@ -232,7 +232,7 @@ class CnnParams(Section):
         min_length=1, max_length=2,
     )
     dense_units: int = _field(128, "units of the dense layer before the softmax", ge=1)
-    dropout: Real = _field(0.4, "dropout rate before the softmax, in [0, 1)", ge=0, lt=1)
+    dropout: Real = _field(0.25, "dropout rate before the softmax, in [0, 1)", ge=0, lt=1)
     learning_rate: Real = _field(
         0.01, "peak Adam learning rate of the one-cycle schedule (a linear warm-up over the first 20 % of the steps, "
         "then a cosine decay to 0)", gt=0,
@@ -265,6 +265,10 @@ class ReaderParams(Section):
         "classifier alone (~7 pairs each)", ge=0,
     )
     pair_epochs: int = _field(6, "epochs of the one-cycle schedule over the pair classifier's examples", ge=1)
+    dropout: Real = _field(
+        0.4, "dropout rate before the softmax of the reader and its pair classifier, in [0, 1) (cnn.dropout is the "
+        "digit CNN's)", ge=0, lt=1,
+    )
 
 
 class Params(Section):

@@ -34,6 +34,7 @@ from mnist_transfer.models.cnn import (
     load_digits,
     predict_probabilities,
     train_cnn,
+    training_batches,
 )
 from mnist_transfer.models.export import LABELS_FILE, load_exported
 from mnist_transfer.models.metadata import ModelMetadata, write_metadata
@@ -113,6 +114,20 @@ def test_empty_validation_split_is_named(mnist_digits: Digits):
     train = mnist_digits.subset(np.arange(10))
     with pytest.raises(ValueError, match="train.validation_percentage"):
         train_cnn(train, train.subset(np.zeros(10, bool)), FAST, callbacks=[])
+
+
+def test_training_batches_last_every_step_fit_takes_and_do_not_autotune():
+    # 10 digits in batches of 4: 3 steps an epoch, the last of 2; two epochs need 6 batches, which a finite
+    # repeat(2) of 20 digits would not give (it holds 5)
+    digits = Digits(np.zeros((10, 28, 28, 1), np.uint8), np.arange(10), np.array([f"d{i}" for i in range(10)]))
+    params = CnnParams(batch_size=4, epochs=2, augment=CnnAugmentParams(shift_px=0, rotation_deg=0, zoom=0,
+                                                                        stroke_probability=0))
+    dataset = training_batches(digits, params)
+    sizes = [len(labels) for _, labels in dataset.take(9)]
+    assert sizes == [4, 4, 4, 4, 4, 4, 4, 4, 4]  # passes run on into each other, without end
+    first_pass = np.concatenate([labels.numpy().argmax(axis=1) for _, labels in dataset.take(5)])[:10]
+    assert sorted(first_pass) == list(range(10))  # each pass holds every digit once
+    assert dataset.options().autotune.enabled is False
 
 
 def test_too_many_blocks_are_refused_by_the_schema():

@@ -144,3 +144,12 @@ def test_the_stage_module_imports_no_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=REPO_ROOT)
     assert result.stdout.strip() == "False"
+
+
+def test_the_reader_trains_the_cnn_recipe_with_its_own_epochs_and_dropout():
+    from mnist_transfer.models.reader import reader_cnn_params
+    from mnist_transfer.params import CnnParams, ReaderParams
+
+    cnn, reader = CnnParams(dropout=0.25, learning_rate=0.02), ReaderParams(epochs=3, pair_epochs=6, dropout=0.4)
+    assert (reader_cnn_params(cnn, reader).epochs, reader_cnn_params(cnn, reader, pairs=True).epochs) == (3, 6)
+    assert reader_cnn_params(cnn, reader).dropout == 0.4 and reader_cnn_params(cnn, reader).learning_rate == 0.02

@@ -34,9 +34,9 @@ PAIR_SEED = 1000  # the pair numbers are drawn from [seed + PAIR_SEED, task]: no
 
 
 def reader_cnn_params(cnn: CnnParams, reader: ReaderParams, pairs: bool = False) -> CnnParams:
-    """The CNN's recipe (architecture, schedule, augmentation) for reader.epochs epochs (the pair classifier's:
-    reader.pair_epochs)."""
-    return cnn.model_copy(update={"epochs": reader.pair_epochs if pairs else reader.epochs})
+    """The CNN's recipe (architecture, schedule, augmentation) with reader.dropout, for reader.epochs epochs (the
+    pair classifier's: reader.pair_epochs)."""
+    return cnn.model_copy(update={"epochs": reader.pair_epochs if pairs else reader.epochs, "dropout": reader.dropout})
 
 
 def with_fragments(digits: Digits, n_numbers: int, n_pair_numbers: int, seed: int, workers: int | None = None
