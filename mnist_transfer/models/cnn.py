@@ -145,10 +145,10 @@ def batches(columns: tuple[np.ndarray, ...], batch_size: int) -> Any:
 
 
 def without_autotuning(dataset: Any) -> Any:
-    """`dataset` with tf.data's autotuning off (AUTOTUNE then means one call per core, and a default buffer).
-    Autotuning's thread sleeps up to a minute between rounds and deleting an iterator waits for it: fit returned
-    53-56 s after its last epoch in 7 of 14 fits on the full training set (py-spy: the main thread in
-    RootDataset::Iterator::~Iterator, waiting on that thread; TensorFlow 2.21, 2-core Intel Xeon, 2026-12-05)."""
+    """`dataset` with tf.data's autotuning off. With it on, fit returned 53-57 s after its last epoch in 7 of 14
+    fits on the full training set: py-spy showed the main thread in RootDataset::Iterator::~Iterator, waiting for
+    autotuning's thread (TensorFlow 2.21, 2-core Intel Xeon, 2026-12-05). Off, a 5-epoch fit took 89 s of epochs,
+    as before (benchmarks.cnn_recipe)."""
     import tensorflow as tf
 
     options = tf.data.Options()
