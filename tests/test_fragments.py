@@ -60,6 +60,29 @@ def test_labelled_keeps_matches_and_far_ones_and_what_is_marked_other():
     assert kept.tolist() == [0, 1, 3, 4, 5] and targets.tolist() == [7, 4, NOT_A_DIGIT, NOT_A_DIGIT, 7]
 
 
+def test_a_draw_for_pairs_alone_gives_the_same_pairs_and_no_candidates(seven_and_four):
+    import dataclasses
+
+    from mnist_transfer.data.compose import compose_number
+    from mnist_transfer.data.segment import segment_number
+
+    images, labels = seven_and_four
+    both = number_fragments(images, labels, 6, np.random.default_rng(4), dataclasses.replace(fragments.PAIR_NUMBERS,
+                                                                                               singles=True))
+    pairs = number_fragments(images, labels, 6, np.random.default_rng(4), fragments.PAIR_NUMBERS)
+    assert not fragments.PAIR_NUMBERS.singles and len(both.targets) > 0
+    assert pairs.pixels.shape == (0, 28, 28) and pairs.targets.shape == (0,)
+    assert len(pairs.pair_targets) > 0
+    assert np.array_equal(pairs.pair_pixels, both.pair_pixels) and np.array_equal(pairs.pair_targets, both.pair_targets)
+    # segmented for pairs alone: the same candidates and pairs, no 28×28s, and asking for them is an error
+    photo = compose_number(list(images), list(labels), ["touch"], np.random.default_rng(0)).image()
+    full, lean = segment_number(photo), segment_number(photo, digits=False)
+    assert [c.box for c in lean.candidates] == [c.box for c in full.candidates] and lean.pairs == full.pairs
+    assert np.array_equal(lean.pair_pixels, full.pair_pixels) and all(c.pixels is None for c in lean.candidates)
+    with pytest.raises(ValueError, match="pairs alone"):
+        lean.pixels
+
+
 def test_no_digits_give_no_candidates():
     none = number_fragments(np.empty((0, 28, 28), np.uint8), np.empty(0, np.int64), 5, np.random.default_rng(0))
     assert none.pixels.shape == (0, 28, 28) and none.targets.shape == (0,)

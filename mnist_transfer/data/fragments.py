@@ -35,15 +35,17 @@ NUMBERS_PER_TASK = 25  # numbers composed and segmented per task (each from its 
 @dataclass(frozen=True)
 class NumberDraw:
     """How the numbers are drawn: lengths uniformly in `lengths` (both ends included), neighbours spaced by
-    compose.SPACINGS drawn with `spacing_weights`."""
+    compose.SPACINGS drawn with `spacing_weights`; `singles` False: only the pairs are labelled (the candidates'
+    28×28s are not even made: segment_number's digits=False)."""
 
     lengths: tuple[int, int]
     spacing_weights: tuple[float, ...]
+    singles: bool = True
 
 
 READER_NUMBERS = NumberDraw((2, 6), SPACING_WEIGHTS)  # as benchmarks.numbers' numbers are spaced
 # for the pair classifier: shorter numbers, most neighbours close, touching or overlapping (more pairs per number)
-PAIR_NUMBERS = NumberDraw((2, 4), (0.2, 0.2, 0.25, 0.35))
+PAIR_NUMBERS = NumberDraw((2, 4), (0.2, 0.2, 0.25, 0.35), singles=False)
 # Candidates whose box is off a true digit's by more than MATCH_DISTANCE but at most this share of its height are
 # left out: a digit with a sliver of its neighbour, or short of one, is neither clearly it nor clearly not one digit
 # (taught as "not one digit", the reader read 85.50 % of 400 four-digit numbers of seed 1 right; left out, 88.00 %;
@@ -70,7 +72,7 @@ _shared: tuple[np.ndarray, np.ndarray] = (np.empty((0, IMAGE_SIDE_PX, IMAGE_SIDE
 def number_fragments(images: np.ndarray, labels: np.ndarray, n_numbers: int, rng: np.random.Generator,
                      draw: NumberDraw = READER_NUMBERS) -> Fragments:
     """The candidates, and those offered as pairs, of n_numbers numbers composed of `images` (uint8 (m, 28, 28))
-    with `labels` as `draw` says, labelled. A number whose photo segmentation refuses (no ink, too many parts)
+    with `labels` as `draw` says, labelled (no candidates, only pairs, when draw.singles is off). A number whose photo segmentation refuses (no ink, too many parts)
     gives nothing."""
     parts = [NO_FRAGMENTS]
     if not len(images):
@@ -79,12 +81,13 @@ def number_fragments(images: np.ndarray, labels: np.ndarray, n_numbers: int, rng
         length = min(len(images), int(rng.integers(draw.lengths[0], draw.lengths[1] + 1)))
         composed, _ = random_number(images, labels, length, rng, spacing_weights=draw.spacing_weights)
         try:
-            segmentation = segment_number(composed.image())
+            segmentation = segment_number(composed.image(), digits=draw.singles)
         except DataError:
             continue
         digits = np.array([int(digit) for digit in composed.digits], np.int64)
         boxes = [candidate.box for candidate in segmentation.candidates]
-        pixels, targets = labelled(segmentation.pixels, box_distances(composed, boxes), digits, NOT_A_DIGIT)
+        pixels, targets = labelled(segmentation.pixels, box_distances(composed, boxes), digits, NOT_A_DIGIT) \
+            if draw.singles else NO_FRAGMENTS[:2]
         pair_boxes = [boxes[k] for k in segmentation.pairs]
         three_digits = (pair_distances(composed, pair_boxes, span=3) <= MATCH_DISTANCE).any(axis=1)
         pair_pixels, pair_targets = labelled(segmentation.pair_pixels, pair_distances(composed, pair_boxes),

@@ -166,7 +166,7 @@ class Candidate:
     box: tuple[int, int, int, int]  # its ink in the input image's pixels: x0, y0, x1, y1 (exclusive)
     width: float  # its width / H
     height: float  # its height / H
-    pixels: np.ndarray  # uint8 (28, 28)
+    pixels: np.ndarray | None  # uint8 (28, 28); None when segmented for pairs alone (segment_number's digits=False)
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,8 @@ class Segmentation:
     @property
     def pixels(self) -> np.ndarray:
         """uint8 (n_candidates, 28, 28): what the classifier is asked about."""
+        if any(c.pixels is None for c in self.candidates):
+            raise ValueError("segmented for pairs alone (segment_number's digits=False): no candidate's 28×28 was made")
         return np.stack([c.pixels for c in self.candidates])
 
 
@@ -211,13 +213,15 @@ def classify_pair_candidates(segmentation: Segmentation, classify_pairs: Classif
     return np.asarray(classify_pairs(segmentation.pair_pixels), dtype=np.float64)
 
 
-def segment_number(image: Image.Image) -> Segmentation:
-    """Steps 1–5 without the classifier: the line's ink, its atoms and the candidate digits, normalised."""
+def segment_number(image: Image.Image, digits: bool = True) -> Segmentation:
+    """Steps 1–5 without the classifier: the line's ink, its atoms and the candidate digits, normalised.
+    digits=False: for the pairs alone (mnist_transfer.data.fragments' pair numbers), the candidates' 28×28s are not
+    made (Candidate.pixels None: half the work); the candidates and the pairs' 28×56s are the same."""
     line = line_ink(image)
     components = line_components_of(line)
     check_digit_like_parts([box for _, box in components], line)
     atoms, orders = atom_orders([component_partitions(mask, box, line) for mask, box in components])
-    candidates = digit_candidates(line, atoms, orders)
+    candidates = digit_candidates(line, atoms, orders, normalised=digits)
     if not candidates:
         raise NumberError("no number found: no part of the ink has the size of a digit")
     pairs = tuple(k for k, candidate in enumerate(candidates) if candidate.width >= PAIR_MIN_WIDTH)
@@ -703,12 +707,13 @@ def check_digit_like_parts(boxes: Sequence[tuple[int, int, int, int]], line: Lin
 # --- 4, 5: candidates -------------------------------------------------------------------------------------------
 
 
-def digit_candidates(line: Line, atoms: Sequence[Atom], orders: Sequence[tuple[int, ...]]) -> list[Candidate]:
+def digit_candidates(line: Line, atoms: Sequence[Atom], orders: Sequence[tuple[int, ...]], normalised: bool = True
+                     ) -> list[Candidate]:
     """Every run of up to MAX_ATOMS_PER_DIGIT neighbours in some order that could be one digit (contiguous in x,
     tall enough, not too wide), once each, normalised to 28×28 (runs of different atoms holding the same ink,
-    from different partitions of a component, are normalised once)."""
+    from different partitions of a component, are normalised once); normalised=False: pixels None."""
     candidates, seen = [], set()
-    normalised: dict[tuple[tuple[int, int, int, int], bytes], np.ndarray] = {}
+    made: dict[tuple[tuple[int, int, int, int], bytes], np.ndarray] = {}
     for order in orders:
         for start in range(len(order)):
             for stop in range(start + 1, min(len(order), start + MAX_ATOMS_PER_DIGIT) + 1):
@@ -723,11 +728,14 @@ def digit_candidates(line: Line, atoms: Sequence[Atom], orders: Sequence[tuple[i
                 seen.add(key)
                 input_box = (int(box[0] / line.scale), int(box[1] / line.scale),
                              int(np.ceil(box[2] / line.scale)), int(np.ceil(box[3] / line.scale)))
-                window, own = run_ink(line, run, box)
-                ink_key = (window, own.tobytes())
-                if ink_key not in normalised:
-                    normalised[ink_key] = run_pixels(line, window, own)
-                candidates.append(Candidate(key, input_box, width, height, normalised[ink_key]))
+                pixels = None
+                if normalised:
+                    window, own = run_ink(line, run, box)
+                    ink_key = (window, own.tobytes())
+                    if ink_key not in made:
+                        made[ink_key] = run_pixels(line, window, own)
+                    pixels = made[ink_key]
+                candidates.append(Candidate(key, input_box, width, height, pixels))
     return candidates
 
 
