@@ -2,7 +2,7 @@
 
 Reads data/jpg/training, data/jpg/own/training and params `reader.*`, `cnn.*`, `train.validation_percentage`,
 `train.own_weight` → writes data/reader/ (as data/cnn/, with 11 labels, and the pair classifier pairs.keras
-unless reader.pairs is false) and reports/reader/ (dvclive curves and the final figures). The training split's
+unless reader.pairs is false) and reports/reader/ (dvclive curves and the final figures, with the numbers segmented and the seconds that took). The training split's
 digits are composed into reader.numbers numbers (and reader.pair_numbers more for the pair classifier), the
 validation split's into a proportional share, so no validation digit is seen in training.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
 
 from dvclive import Live
@@ -56,10 +57,14 @@ def main(params: Params) -> None:
     is_validation = validation_mask(digits.rel_paths, split.validation_percentage)
     valid_share = is_validation.mean() / max(1e-9, 1 - is_validation.mean())  # validation numbers per training one
     n_pair_numbers = reader.pair_numbers if reader.pairs else 0
+    started = time.perf_counter()
     train, train_pairs = with_fragments(digits.subset(~is_validation), reader.numbers, n_pair_numbers,
                                         params.cnn.seed, reader.workers)
     valid, valid_pairs = with_fragments(digits.subset(is_validation), round(reader.numbers * valid_share),
                                         round(n_pair_numbers * valid_share), params.cnn.seed + 1, reader.workers)
+    segmented = {"numbers_segmented": reader.numbers + round(reader.numbers * valid_share),  # benchmarks.pipeline
+                 "pair_numbers_segmented": n_pair_numbers + round(n_pair_numbers * valid_share),
+                 "segmenting_seconds": time.perf_counter() - started}
     log.info("training on %d digits and candidates (%.0f %% not one digit), validating on %d",
              len(train.labels), 100 * (train.labels == N_READER_CLASSES - 1).mean(), len(valid.labels))
 
@@ -68,7 +73,7 @@ def main(params: Params) -> None:
         cnn, summary = train_cnn(train, valid, cnn_params, [DVCLiveCallback(live=live)],
                                  sample_weight=own_weights(train.rel_paths, split.own_weight), n_classes=N_READER_CLASSES)
         probabilities = predict_probabilities(cnn, valid.images)
-        summary.update(reader_figures(probabilities, valid))
+        summary.update(reader_figures(probabilities, valid), **segmented)
         calibration = calibrate(probabilities, valid.labels)
         summary["calibration"] = calibration.as_dict()
         extras = {}

@@ -88,6 +88,18 @@ def test_stage_rows_count_forward_passes_and_fits_as_compute() -> None:
     assert (rows[2].overhead_s, rows[2].overhead_share) == (2.0, 0.5)
 
 
+def test_segmenting_counts_as_compute_and_the_last_line_also_gives_the_share_without_it() -> None:
+    rows = stage_rows(LINES, FakeSampler(), 10.0, forward_s=0.002, fits={"train": (1.0, "5 epochs")},
+                      segmenting={"train": (0.5, "40 + 20 numbers segmented")})
+    train = rows[-1]
+    assert (train.compute_s, train.segmenting_s, train.counted) == (1.5, 0.5, "5 epochs, 40 + 20 numbers segmented")
+    assert total_row(rows).segmenting_s == 0.5
+    # walls 1 + 2 + 4 + 3 = 10 s; compute 2 + 1.5 = 3.5 s: overhead 65 %, 70 % with the 0.5 s of segmenting
+    lines = table_lines(rows)
+    assert lines[-2] == "overhead share of the pipeline's wall time: 65% (misses the goal of ≤ 25%)"
+    assert lines[-1] == "with the segmenting of numbers counted as overhead, as records before it was measured did: 70%"
+
+
 def test_the_total_sums_walls_and_computes_and_gives_the_overhead_share() -> None:
     total = total_row([StageRow("a", 10.0, 2.0, 2 * GIB, largest_process_bytes=GIB), StageRow("b", 30.0, 22.0, GIB)])
     assert (total.wall_s, total.compute_s, total.overhead_s, total.peak_rss_bytes) == (40.0, 24.0, 16.0, 2 * GIB)
