@@ -70,6 +70,15 @@ def test_fit_compute_is_epochs_times_steps_times_the_step_time() -> None:
     assert counted == "3 epochs × 3 steps × 10.0 ms"
 
 
+def test_compute_at_a_bare_rate_is_never_more_than_the_stage_spent() -> None:
+    # 3 epochs × 3 steps × 10 ms = 0.09 s at the bare rate; the stage's own fit took 0.05 s, so 0.05 s counts
+    assert fit_compute({"epochs_run": 3, "n_train": 2500, "train_seconds": 0.05}, 1024, 0.01) == (
+        0.05, "3 epochs × 3 steps × 10.0 ms > its own 0.1 s")
+    assert fit_compute({"epochs_run": 3, "n_train": 2500, "train_seconds": 0.5}, 1024, 0.01)[0] == pytest.approx(0.09)
+    reader = {"epochs_run": 3, "n_train": 2500, "pair_epochs_run": 2, "pair_n_train": 1500, "pair_train_seconds": 0.1}
+    assert reader_compute(reader, 1024, 0.01, 0.05)[0] == pytest.approx(0.09 + 0.1)  # pairs: 0.2 s bare, 0.1 s own
+
+
 def test_reader_compute_adds_the_pair_classifier_at_its_own_step_time() -> None:
     reader = {"epochs_run": 3, "n_train": 2500}
     assert reader_compute(reader, 1024, 0.01, 0.05) == fit_compute(reader, 1024, 0.01)  # no pair classifier
