@@ -9,8 +9,9 @@ the bare backbone forward pass (benchmarks.bottlenecks' raw rate), and the epoch
 in-memory arrays (the number reader's pair classifier's epochs at its own step time), and the numbers
 train_reader composed and segmented into training candidates (numbers_segmented and pair_numbers_segmented of its
 metrics) at the rate of fragments.number_fragments in a fresh process, over the stage's processes; each never more
-than the stage's own seconds for that work, where it reports them. Everything else a stage does is overhead, the exported model's parity check included. Records before the segmenting was measured
-counted it as overhead; the last line prints that share too.
+than the stage's own seconds for that work, where it reports them. Everything else a stage does is overhead, the
+exported model's parity check included. Records before the segmenting was measured counted it as overhead; the last
+line prints that share too.
 
     python -m benchmarks.pipeline --per-class 500
     python -m benchmarks.pipeline --per-class 30 --set cnn.epochs=2 --no-record
