@@ -276,8 +276,8 @@ def segmenting_compute(repo: Path, params: Params) -> tuple[float, str]:
         pair_s = fresh.submit(segment_s_per_number, images, labels, PAIR_NUMBERS).result() if pair_numbers else 0.0
     workers = params.reader.workers or os.cpu_count() or 1
     return at_most_own((numbers * number_s + pair_numbers * pair_s) / workers,
-                       f"{numbers:,} + {pair_numbers:,} numbers segmented × {number_s * 1e3:.0f} / {pair_s * 1e3:.0f} ms "
-                       f"over {workers} processes", summary.get("segmenting_seconds"))
+                       f"{numbers:,} + {pair_numbers:,} numbers segmented × {number_s * 1e3:.0f} / "
+                       f"{pair_s * 1e3:.0f} ms over {workers} processes", summary.get("segmenting_seconds"))
 
 
 def measure_rates(repo: Path, params: Params) -> tuple[float, dict[str, tuple[float, str]]]:

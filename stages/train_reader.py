@@ -2,9 +2,10 @@
 
 Reads data/jpg/training, data/jpg/own/training and params `reader.*`, `cnn.*`, `train.validation_percentage`,
 `train.own_weight` → writes data/reader/ (as data/cnn/, with 11 labels, and the pair classifier pairs.keras
-unless reader.pairs is false) and reports/reader/ (dvclive curves and the final figures, with the numbers segmented and the seconds that took). The training split's
-digits are composed into reader.numbers numbers (and reader.pair_numbers more for the pair classifier), the
-validation split's into a proportional share, so no validation digit is seen in training.
+unless reader.pairs is false) and reports/reader/ (dvclive curves and the final figures, with the numbers
+segmented and the seconds that took). The training split's digits are composed into reader.numbers numbers (and
+reader.pair_numbers more for the pair classifier), the validation split's into a proportional share, so no
+validation digit is seen in training.
 
 Thin DVC entry point: the work is done in mnist_transfer.models.reader and mnist_transfer.models.cnn.
 """

@@ -72,8 +72,8 @@ _shared: tuple[np.ndarray, np.ndarray] = (np.empty((0, IMAGE_SIDE_PX, IMAGE_SIDE
 def number_fragments(images: np.ndarray, labels: np.ndarray, n_numbers: int, rng: np.random.Generator,
                      draw: NumberDraw = READER_NUMBERS) -> Fragments:
     """The candidates, and those offered as pairs, of n_numbers numbers composed of `images` (uint8 (m, 28, 28))
-    with `labels` as `draw` says, labelled (no candidates, only pairs, when draw.singles is off). A number whose photo segmentation refuses (no ink, too many parts)
-    gives nothing."""
+    with `labels` as `draw` says, labelled (no candidates, only pairs, when draw.singles is off). A number whose
+    photo segmentation refuses (no ink, too many parts) gives nothing."""
     parts = [NO_FRAGMENTS]
     if not len(images):
         return NO_FRAGMENTS
