@@ -60,7 +60,7 @@ BARE_STEPS = 48
 BARE_EPOCHS = 3  # the first traces the graphs and is not timed
 BARE_NUMBERS = 60  # numbers of each draw composed and segmented for the bare segmenting rate…
 BARE_REPEATS = 2  # …this many times (the fastest counts), in a fresh process: in this one, after the fits, the same
-# numbers took ~18 % longer (TensorFlow's threads; 2-core Intel Xeon, 2026-12-05)
+# numbers took ~18 % longer in one run (cause not established; 2-core Intel Xeon, 2026-12-05)
 GOAL_OVERHEAD_SHARE = 0.25  # of the whole pipeline's wall time (issue 20)
 
 
@@ -130,8 +130,8 @@ def fit_compute(summary: dict[str, Any], batch_size: int, step_s: float) -> tupl
 
 def at_most_own(seconds: float, description: str, own_s: float | None) -> tuple[float, str]:
     """Compute counted at a bare rate, but never more than the stage itself spent on that work (own_s, when known):
-    bare rates measured after the pipeline are sometimes slower than the stage was (by up to 12 % for the pair
-    classifier's step, 2-core Intel Xeon, 2026-12-05)."""
+    a bare rate measured after the pipeline can be slower than the stage was (the pair classifier's step by 12 % in
+    one run, 2-core Intel Xeon, 2026-12-05)."""
     if own_s is None or seconds <= own_s:
         return seconds, description
     return own_s, f"{description} > its own {own_s:.1f} s"

@@ -58,13 +58,14 @@ def main(params: Params) -> None:
     is_validation = validation_mask(digits.rel_paths, split.validation_percentage)
     valid_share = is_validation.mean() / max(1e-9, 1 - is_validation.mean())  # validation numbers per training one
     n_pair_numbers = reader.pair_numbers if reader.pairs else 0
+    n_valid, n_valid_pairs = round(reader.numbers * valid_share), round(n_pair_numbers * valid_share)
     started = time.perf_counter()
     train, train_pairs = with_fragments(digits.subset(~is_validation), reader.numbers, n_pair_numbers,
                                         params.cnn.seed, reader.workers)
-    valid, valid_pairs = with_fragments(digits.subset(is_validation), round(reader.numbers * valid_share),
-                                        round(n_pair_numbers * valid_share), params.cnn.seed + 1, reader.workers)
-    segmented = {"numbers_segmented": reader.numbers + round(reader.numbers * valid_share),  # benchmarks.pipeline
-                 "pair_numbers_segmented": n_pair_numbers + round(n_pair_numbers * valid_share),
+    valid, valid_pairs = with_fragments(digits.subset(is_validation), n_valid, n_valid_pairs, params.cnn.seed + 1,
+                                        reader.workers)
+    segmented = {"numbers_segmented": reader.numbers + n_valid,  # benchmarks.pipeline counts them
+                 "pair_numbers_segmented": n_pair_numbers + n_valid_pairs,
                  "segmenting_seconds": time.perf_counter() - started}
     log.info("training on %d digits and candidates (%.0f %% not one digit), validating on %d",
              len(train.labels), 100 * (train.labels == N_READER_CLASSES - 1).mean(), len(valid.labels))
