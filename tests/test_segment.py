@@ -219,6 +219,32 @@ def test_a_pair_classifier_reads_two_digits_no_cut_separates():
     assert [(d.digit, d.box) for d in called_not_pairs.digits] == [(d.digit, d.box) for d in without.digits]
 
 
+def test_a_single_digit_the_pair_classifier_calls_a_pair_is_charged_for_it():
+    """A 1 touching a 7; the number reader sure that the candidate holding both is one 4 (95 %) and that every
+    other is not one digit; the pair classifier sure it is "17". Without Weights.single_not_pair the single 4
+    outscores the pair (the pair pays Weights.pair); charged log p(NOT_A_PAIR) ≈ −9 for it, the 4 loses to 1, 7.
+    A number reader's probabilities get READER_WEIGHTS by default, which charge it."""
+    from dataclasses import replace
+
+    from mnist_transfer.data.segment import NOT_A_DIGIT, READER_WEIGHTS
+
+    composed = compose_number([drawn("1"), drawn("7")], [1, 7], ["touch"], np.random.default_rng(0))
+    segmentation = segment_number(composed.image())
+    boxes = [segmentation.candidates[k].box for k in segmentation.pairs]
+    is_both = pair_distances(composed, boxes)[:, 0] <= MATCH_DISTANCE
+    n_candidates = len(segmentation.candidates)
+    reader = np.hstack([np.full((n_candidates, 10), 0.01), np.full((n_candidates, 1), 0.9)])
+    for k in np.array(segmentation.pairs)[is_both]:
+        reader[k] = 0.04 / 9
+        reader[k, 4], reader[k, NOT_A_DIGIT] = 0.95, 0.01
+    pairs = np.full((len(boxes), NOT_A_PAIR + 1), 0.01 / NOT_A_PAIR)
+    pairs[is_both, 17], pairs[~is_both, NOT_A_PAIR] = 0.99, 0.99
+    uncharged = choose_digits(segmentation, reader, replace(READER_WEIGHTS, single_not_pair=0.0), pairs)
+    assert uncharged.number == "4"
+    assert choose_digits(segmentation, reader, READER_WEIGHTS, pairs).number == "17"
+    assert choose_digits(segmentation, reader, pair_probabilities=pairs).number == "17"
+
+
 def test_softened_top_known_answers():
     probabilities = np.array([0.8, 0.2] + [0.0] * 8)
     assert softened_top(probabilities, 1.0) == pytest.approx(np.log(0.8), abs=1e-4)  # floored zeros barely count
