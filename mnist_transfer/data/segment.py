@@ -18,8 +18,8 @@ and a test can pass a fake. The steps:
 5. Each candidate is normalised to 28×28 as a single digit is (its grey edges, a 20 px box, the centre of mass)
    and classified, all in one batch.
 6. The reading: over every order, the path through the atoms (dynamic programming) that maximises the sum over
-   its digits of log(top probability, softened: see softened_top) + width and height priors + a per-digit
-   bonus − the ink its cuts cross;
+   its digits of log(top probability, softened for a ten-class classifier: see softened_top) + width and height
+   priors + a per-digit bonus − the ink its cuts cross (Weights; a number reader's: READER_WEIGHTS);
    small atoms may be left out as specks at a cost; at most MAX_DIGITS digits.
 
 A number reader (the train_reader stage: data/reader) has an 11th class, NOT_A_DIGIT, fitted on fragments of
