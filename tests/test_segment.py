@@ -16,7 +16,7 @@ from mnist_transfer.data.compose import (
     pair_distances,
     random_number,
 )
-from mnist_transfer.data.normalise import NoInkError, normalise_digit
+from mnist_transfer.data.normalise import InkLevels, NoInkError, normalise_digit
 from mnist_transfer.data.segment import (
     MAX_DIGITS,
     NOT_A_PAIR,
@@ -27,6 +27,7 @@ from mnist_transfer.data.segment import (
     choose_digits,
     digit_probabilities,
     ink_graph,
+    line_components,
     min_cut,
     pair_marginals,
     pair_pixels,
@@ -53,6 +54,21 @@ def oracle_reading(composed, image: Image.Image | None = None) -> str:
     """What segmentation reads with a classifier that knows each digit's box."""
     segmentation = segment_number(image or composed.image())
     return choose_digits(segmentation, box_oracle(composed, [c.box for c in segmentation.candidates])).number
+
+
+def test_a_lines_grey_and_broken_strokes_are_ink_but_faint_lines_and_specks_are_not():
+    """line_components keeps what reaches LINE_STRONG_LEVEL of the ink level (one digit needs 0.75) and holds
+    LINE_SPECK_FRACTION of the largest component's pixels (one digit needs 0.02)."""
+    flat = np.zeros((100, 200))
+    flat[10:90, 10:20] = 200  # a bold stroke: 800 px at the ink level
+    flat[10:90, 40:50] = 120  # a thin stroke blurred grey: 0.6 of the ink level
+    flat[10:12, 70:73] = 200  # a piece of a broken stroke: 6 px, 0.75 % of the bold one
+    flat[10:11, 90:93] = 200  # a speck: 3 px
+    flat[10:90, 120:130] = 80  # a faint line: above the threshold, below the mid level
+    levels = InkLevels(paper=0.0, floor=10.0, ink=200.0, threshold=60.0)
+    expected = np.zeros(flat.shape, dtype=bool)
+    expected[10:90, 10:20] = expected[10:90, 40:50] = expected[10:12, 70:73] = True
+    assert (line_components(flat, levels) == expected).all()
 
 
 # --- cutting a component ------------------------------------------------------------------------------------
