@@ -85,7 +85,8 @@ EPSILON = 1e-6  # probabilities are floored here before the log
 # A line's ink components (line_components) need only reach this level (paper 0, ink 1) somewhere and hold this
 # share of the largest one's pixels, where one digit's need normalise.STRONG_LEVEL (0.75) and SPECK_FRACTION
 # (0.02): in a line, a thin-stroked digit beside bold ones stays grey once blurred (a 6 peaking at 0.73) and a
-# faint one breaks into pieces of 1-2 % of a touching pair's ink. Measured with the reader of commit 6d0cb2f
+# faint one breaks into pieces of 0.7-3 % of the line's largest component (seen in 3 numbers of seed 2: a 1, a 4
+# and a 7, the last beside a touching pair of 8s, 6,105 px). Measured with the reader of commit 6d0cb2f
 # on 1,000 four-digit numbers of benchmarks.numbers: 92.2 -> 92.7 % read right on seed 2, 94.6 -> 94.8 % on seed 1,
 # none read wrong that was right (2-core Intel Xeon, 2026-12-06); at 0.6 and 0.005, 92.6 % on seed 2. The reader
 # retrained on the candidates this cuts read 92.8 % and 93.3 %: retraining alone moves these by a point or so.
