@@ -265,6 +265,10 @@ class ReaderParams(Section):
         "classifier alone (~7 pairs each)", ge=0,
     )
     pair_epochs: int = _field(6, "epochs of the one-cycle schedule over the pair classifier's examples", ge=1)
+    members: int = _field(
+        2, "readers (and pair classifiers) fitted from seeds cnn.seed, cnn.seed + 1, …, their probabilities "
+        "averaged into one model: each more costs one more fit and one more pass per candidate", ge=1,
+    )
     dropout: Real = _field(
         0.4, "dropout rate before the softmax of the reader and its pair classifier, in [0, 1) (cnn.dropout is the "
         "digit CNN's)", ge=0, lt=1,

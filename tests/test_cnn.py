@@ -28,6 +28,7 @@ from mnist_transfer.models.cnn import (
     CNN_FILE,
     N_PAIR_CLASSES,
     Digits,
+    averaged,
     build_cnn,
     digit_pixels,
     export_cnn,
@@ -108,6 +109,37 @@ def test_the_pair_head_is_a_pair_times_a_left_digit_times_a_right_digit(tmp_path
     loaded = keras.models.load_model(tmp_path / "pairs.keras")
     assert np.allclose(predict_probabilities(loaded, np.zeros((1, 28, 56, 1), np.uint8))[0], probabilities, atol=1e-6)
     assert not loaded.get_layer("pair_logits").trainable
+
+
+def test_an_ensemble_answers_its_members_mean_and_saves_as_one_model(tmp_path: Path):
+    import keras
+
+    members = [build_cnn(FAST.model_copy(update={"seed": seed}), 11, name=f"member{seed}") for seed in (1, 2)]
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    first, second = (predict_probabilities(member, images) for member in members)
+    assert not np.allclose(first, second, atol=1e-3)  # seeds 1 and 2 draw different weights
+    ensemble = averaged(members)
+    np.testing.assert_allclose(predict_probabilities(ensemble, images), (first + second) / 2, atol=1e-6)
+    ensemble.save(tmp_path / "reader.keras")
+    loaded = keras.models.load_model(tmp_path / "reader.keras")
+    np.testing.assert_allclose(predict_probabilities(loaded, images), (first + second) / 2, atol=1e-6)
+    assert averaged(members[:1]) is members[0]
+
+
+@pytest.mark.slow
+def test_reader_members_are_fitted_from_successive_seeds_and_averaged(mnist_digits: Digits):
+    from mnist_transfer.models.reader import train_members
+
+    train, valid = split(mnist_digits.subset(np.arange(600)))
+    params = FAST.model_copy(update={"epochs": 1})
+    ensemble, summary = train_members(train, valid, params, 2, [], n_classes=10)
+    alone, _ = train_cnn(train, valid, params.model_copy(update={"seed": params.seed + 1}), [])
+    assert ensemble.name == "cnn" and [layer.name for layer in ensemble.layers[1:3]] == ["member0", "member1"]
+    np.testing.assert_allclose(predict_probabilities(ensemble.layers[2], valid.images),
+                               predict_probabilities(alone, valid.images), atol=1e-5)
+    top = predict_probabilities(ensemble, valid.images).argmax(axis=1)
+    assert summary["val_accuracy"] == pytest.approx((top == valid.labels).mean())
+    assert summary["members"] == 2 and len(summary["member_val_accuracy"]) == 2
 
 
 def test_empty_validation_split_is_named(mnist_digits: Digits):

@@ -81,7 +81,8 @@ def load_digits(records: Sequence[ImageRecord], data_root: Path) -> Digits:
     return Digits(np.concatenate(parts), labels, np.array([record.rel_path for record in records], dtype=str))
 
 
-def build_cnn(params: CnnParams, n_classes: int = N_CLASSES, shape: tuple[int, int, int] = DIGIT_SHAPE) -> Any:
+def build_cnn(params: CnnParams, n_classes: int = N_CLASSES, shape: tuple[int, int, int] = DIGIT_SHAPE,
+              name: str = "cnn") -> Any:
     """Blocks of two unpadded 3×3 convolutions (batch norm, ReLU) and 2×2 max pooling, then dense → dropout →
     softmax; two blocks take 28 px to 12 and 4 (unpadded: half the compute of padded ones, measured on 2 cores,
     for the same validation accuracy).
@@ -110,6 +111,18 @@ def build_cnn(params: CnnParams, n_classes: int = N_CLASSES, shape: tuple[int, i
         outputs = layers.Softmax(name="probabilities")(pair_logits(hidden))
     else:
         outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(hidden)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def averaged(models: Sequence[Any]) -> Any:
+    """One Keras model answering the mean of `models`' probabilities (same input and classes, distinct names): an
+    ensemble that saves, loads and exports as one model. One model is returned as it is."""
+    if len(models) == 1:
+        return models[0]
+    import keras
+
+    inputs = keras.Input(models[0].input_shape[1:], name="pixels")
+    outputs = keras.layers.Average(name="probabilities")([model(inputs) for model in models])
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -216,6 +229,7 @@ def train_cnn(
     callbacks: list,
     sample_weight: np.ndarray | None = None,
     n_classes: int = N_CLASSES,
+    name: str = "cnn",
 ) -> tuple[Any, dict[str, Any]]:
     """Fit the CNN on augmented `train` digits for params.epochs epochs of a one-cycle schedule (label
     smoothing, Adam), validating on `valid` after each epoch; deterministic for params.seed.
@@ -223,6 +237,7 @@ def train_cnn(
     Args:
         sample_weight: (len(train),) weight of each training digit in the loss; None: all 1.
         n_classes: the labels' classes: 10 digits, the number reader's 11, or its pair reader's 101.
+        name: the Keras model's (an ensemble's members need distinct ones: `averaged`).
     Returns the CNN after its last epoch (the schedule ends at learning rate 0) and its figures.
     """
     import tensorflow as tf
@@ -230,7 +245,7 @@ def train_cnn(
     tf.config.experimental.enable_op_determinism()
     if not len(train.labels) or not len(valid.labels):
         raise ParamsError("the validation split is empty or holds every image: adjust train.validation_percentage")
-    cnn = build_cnn(params, n_classes, train.images.shape[1:])
+    cnn = build_cnn(params, n_classes, train.images.shape[1:], name)
     steps_per_epoch = -(-len(train.labels) // params.batch_size)
     trainer = compiled_trainer(cnn, params, steps_per_epoch * params.epochs)
     validation = batches((valid.images, tf.one_hot(valid.labels, n_classes).numpy()), PREDICT_BATCH)

@@ -15,11 +15,14 @@ the DigitModel that loads data/reader loads it too).
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
 
 from mnist_transfer.data.fragments import PAIR_NUMBERS, fragments_in_parallel
 from mnist_transfer.data.segment import NOT_A_DIGIT, NOT_A_PAIR
-from mnist_transfer.models.cnn import N_PAIR_CLASSES, Digits
+from mnist_transfer.models.cnn import N_PAIR_CLASSES, Digits, averaged, predict_probabilities, train_cnn
 from mnist_transfer.models.export import DIGIT_LABELS
 from mnist_transfer.params import CnnParams, ReaderParams
 
@@ -30,6 +33,7 @@ FRAGMENT_PATH = "fragment"  # the rel_path of every candidate cut from a compose
 # 3,000 numbers of PAIR_NUMBERS alone, the pair classifier read 82 % of the pairs cut from composed test digits and
 # the reading 92.50 % of seed 1's 400 four-digit numbers (scratch measurement, 2-core Intel Xeon, 2026-12-04)
 PAIR_NEGATIVES = 1.5
+log = logging.getLogger(__name__)
 PAIR_SEED = 1000  # the pair numbers are drawn from [seed + PAIR_SEED, task]: not the reader's numbers again
 
 
@@ -37,6 +41,29 @@ def reader_cnn_params(cnn: CnnParams, reader: ReaderParams, pairs: bool = False)
     """The CNN's recipe (architecture, schedule, augmentation) with reader.dropout, for reader.epochs epochs (the
     pair classifier's: reader.pair_epochs)."""
     return cnn.model_copy(update={"epochs": reader.pair_epochs if pairs else reader.epochs, "dropout": reader.dropout})
+
+
+def train_members(train: Digits, valid: Digits, params: CnnParams, members: int, callbacks: list,
+                  n_classes: int, sample_weight: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
+    """`members` CNNs fitted as cnn.train_cnn, from seeds params.seed, params.seed + 1, … (weights, dropout, order
+    and augmentation), averaged into one model (cnn.averaged); `callbacks` see the first fit. Returns the ensemble
+    and the first fit's figures, with the ensemble's val_accuracy, each member's and the seconds of all the fits."""
+    fitted, summaries = [], []
+    for member in range(members):
+        cnn, summary = train_cnn(train, valid, params.model_copy(update={"seed": params.seed + member}),
+                                 callbacks if member == 0 else [], sample_weight, n_classes,
+                                 name="cnn" if members == 1 else f"member{member}")
+        log.info("member %d of %d: val_accuracy %.4f (%.0f s)", member + 1, members, summary["val_accuracy"],
+                 summary["train_seconds"])
+        fitted.append(cnn)
+        summaries.append(summary)
+    ensemble, summary = averaged(fitted), dict(summaries[0])
+    if members > 1:
+        top = predict_probabilities(ensemble, valid.images).argmax(axis=1)
+        summary.update(val_accuracy=float((top == valid.labels).mean()), members=members,
+                       member_val_accuracy=[member["val_accuracy"] for member in summaries],
+                       train_seconds=round(sum(member["train_seconds"] for member in summaries), 1))
+    return ensemble, summary
 
 
 def with_fragments(digits: Digits, n_numbers: int, n_pair_numbers: int, seed: int, workers: int | None = None
