@@ -22,7 +22,7 @@ from dvclive import Live
 from mnist_transfer.data.records import list_images
 from mnist_transfer.data.split import own_weights, validation_mask
 from mnist_transfer.models.calibration import calibrate
-from mnist_transfer.models.cnn import export_cnn, load_digits, predict_probabilities
+from mnist_transfer.models.cnn import export_cnn, load_digits
 from mnist_transfer.models.export import PAIRS_FILE
 from mnist_transfer.models.metadata import ModelMetadata
 from mnist_transfer.models.reader import (
@@ -73,9 +73,9 @@ def main(params: Params) -> None:
 
     cnn_params = reader_cnn_params(params.cnn, reader)
     with Live(str(args.reports), dvcyaml=None, save_dvc_exp=False) as live:
-        cnn, summary = train_members(train, valid, cnn_params, reader.members, [DVCLiveCallback(live=live)],
-                                     N_READER_CLASSES, own_weights(train.rel_paths, split.own_weight))
-        probabilities = predict_probabilities(cnn, valid.images)
+        cnn, summary, probabilities = train_members(train, valid, cnn_params, reader.members,
+                                                    [DVCLiveCallback(live=live)], N_READER_CLASSES,
+                                                    own_weights(train.rel_paths, split.own_weight))
         summary.update(reader_figures(probabilities, valid), **segmented)
         calibration = calibrate(probabilities, valid.labels)
         summary["calibration"] = calibration.as_dict()
@@ -83,10 +83,10 @@ def main(params: Params) -> None:
         if reader.pairs and len(train_pairs.labels) and len(valid_pairs.labels):
             log.info("training the pair classifier on %d candidates (%d pairs), validating on %d",
                      len(train_pairs.labels), (train_pairs.labels < N_PAIR_CLASSES - 1).sum(), len(valid_pairs.labels))
-            extras[PAIRS_FILE], pair_summary = train_members(train_pairs, valid_pairs,
-                                                             reader_cnn_params(params.cnn, reader, pairs=True),
-                                                             reader.members, [], N_PAIR_CLASSES)
-            summary.update(pair_figures(predict_probabilities(extras[PAIRS_FILE], valid_pairs.images), valid_pairs))
+            extras[PAIRS_FILE], pair_summary, pair_probabilities = train_members(
+                train_pairs, valid_pairs, reader_cnn_params(params.cnn, reader, pairs=True), reader.members, [],
+                N_PAIR_CLASSES)
+            summary.update(pair_figures(pair_probabilities, valid_pairs))
             summary.update({f"pair_{key}": pair_summary[key] for key in ("train_seconds", "n_train", "epochs_run")})
             log.info("pair classifier: %.4f of the validation pairs read right, %.4f of the others called not a "
                      "pair (%.0f s)", summary["val_pair_accuracy"], summary["val_not_a_pair_recall"],

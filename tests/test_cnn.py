@@ -132,11 +132,12 @@ def test_reader_members_are_fitted_from_successive_seeds_and_averaged(mnist_digi
 
     train, valid = split(mnist_digits.subset(np.arange(600)))
     params = FAST.model_copy(update={"epochs": 1})
-    ensemble, summary = train_members(train, valid, params, 2, [], n_classes=10)
+    ensemble, summary, probabilities = train_members(train, valid, params, 2, [], n_classes=10)
     alone, _ = train_cnn(train, valid, params.model_copy(update={"seed": params.seed + 1}), [])
     assert ensemble.name == "cnn" and [layer.name for layer in ensemble.layers[1:3]] == ["member0", "member1"]
     np.testing.assert_allclose(predict_probabilities(ensemble.layers[2], valid.images),
                                predict_probabilities(alone, valid.images), atol=1e-5)
+    np.testing.assert_allclose(probabilities, predict_probabilities(ensemble, valid.images), atol=1e-6)
     top = predict_probabilities(ensemble, valid.images).argmax(axis=1)
     assert summary["val_accuracy"] == pytest.approx((top == valid.labels).mean())
     assert summary["members"] == 2 and len(summary["member_val_accuracy"]) == 2

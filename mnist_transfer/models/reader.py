@@ -26,6 +26,8 @@ from mnist_transfer.models.cnn import N_PAIR_CLASSES, Digits, averaged, predict_
 from mnist_transfer.models.export import DIGIT_LABELS
 from mnist_transfer.params import CnnParams, ReaderParams
 
+log = logging.getLogger(__name__)
+
 READER_LABELS = (*DIGIT_LABELS, "not-a-digit")  # labels.txt of data/reader; class NOT_A_DIGIT last
 N_READER_CLASSES = NOT_A_DIGIT + 1
 FRAGMENT_PATH = "fragment"  # the rel_path of every candidate cut from a composed number
@@ -33,7 +35,6 @@ FRAGMENT_PATH = "fragment"  # the rel_path of every candidate cut from a compose
 # 3,000 numbers of PAIR_NUMBERS alone, the pair classifier read 82 % of the pairs cut from composed test digits and
 # the reading 92.50 % of seed 1's 400 four-digit numbers (scratch measurement, 2-core Intel Xeon, 2026-12-04)
 PAIR_NEGATIVES = 1.5
-log = logging.getLogger(__name__)
 PAIR_SEED = 1000  # the pair numbers are drawn from [seed + PAIR_SEED, task]: not the reader's numbers again
 
 
@@ -44,10 +45,12 @@ def reader_cnn_params(cnn: CnnParams, reader: ReaderParams, pairs: bool = False)
 
 
 def train_members(train: Digits, valid: Digits, params: CnnParams, members: int, callbacks: list,
-                  n_classes: int, sample_weight: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
+                  n_classes: int, sample_weight: np.ndarray | None = None
+                  ) -> tuple[Any, dict[str, Any], np.ndarray]:
     """`members` CNNs fitted as cnn.train_cnn, from seeds params.seed, params.seed + 1, … (weights, dropout, order
-    and augmentation), averaged into one model (cnn.averaged); `callbacks` see the first fit. Returns the ensemble
-    and the first fit's figures, with the ensemble's val_accuracy, each member's and the seconds of all the fits."""
+    and augmentation), averaged into one model (cnn.averaged); `callbacks` see the first fit. Returns the ensemble;
+    the first fit's figures, with the ensemble's val_accuracy, each member's and the seconds of all the fits; and
+    the ensemble's probabilities on `valid` (for the caller's figures: not predicted twice)."""
     fitted, summaries = [], []
     for member in range(members):
         cnn, summary = train_cnn(train, valid, params.model_copy(update={"seed": params.seed + member}),
@@ -58,12 +61,13 @@ def train_members(train: Digits, valid: Digits, params: CnnParams, members: int,
         fitted.append(cnn)
         summaries.append(summary)
     ensemble, summary = averaged(fitted), dict(summaries[0])
+    probabilities = predict_probabilities(ensemble, valid.images)
     if members > 1:
-        top = predict_probabilities(ensemble, valid.images).argmax(axis=1)
+        top = probabilities.argmax(axis=1)
         summary.update(val_accuracy=float((top == valid.labels).mean()), members=members,
                        member_val_accuracy=[member["val_accuracy"] for member in summaries],
                        train_seconds=round(sum(member["train_seconds"] for member in summaries), 1))
-    return ensemble, summary
+    return ensemble, summary, probabilities
 
 
 def with_fragments(digits: Digits, n_numbers: int, n_pair_numbers: int, seed: int, workers: int | None = None
